@@ -1,0 +1,193 @@
+# danube-connect: one GNU Makefile for the whole tree.
+#
+#   make                  build every library and program into $(BUILD)
+#   make check            build and run every test (unit, then integration)
+#   make check SANITIZE=1 the same under ASan + UBSan (in build/sanitize)
+#   make lint             check formatting against .clang-format
+#   make bench            run the benchmarks in scripts/ and print figures
+#   make install PREFIX=/usr/local DESTDIR=...
+#   make clean
+
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+LIBEXECDIR ?= $(PREFIX)/libexec
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DESTDIR    ?=
+
+ifeq ($(SANITIZE),1)
+BUILD      ?= build/sanitize
+else
+BUILD      ?= build
+endif
+
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON     ?= /usr/bin/python3
+NANOPB_GEN ?= nanopb_generator.py
+
+PKGS       := libnghttp2 openssl libcurl libpq libmosquitto inih
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+# libev and nng ship no .pc file; nanopb's runtime is a static library
+# built with PB_ENABLE_MALLOC.
+LIBS       := $(PKG_LIBS) -lev -lnng -lprotobuf-nanopb -lpthread -lm
+
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+              -Wno-unused-parameter
+DEFS       := -D_GNU_SOURCE -DPB_ENABLE_MALLOC=1 -DDC_VERSION='"$(VERSION)"' \
+              -DDC_SYSCONFDIR='"$(SYSCONFDIR)"' -DDC_LIBEXECDIR='"$(LIBEXECDIR)"'
+ifeq ($(SANITIZE),1)
+OPT        := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined
+LDSAN      := -fsanitize=address,undefined
+else
+OPT        := -O2 -g -D_FORTIFY_SOURCE=2
+LDSAN      :=
+endif
+CFLAGS     ?=
+CFLAGS     += -std=gnu11 $(OPT) $(WARN) $(DEFS) -MMD -MP \
+              -Ilibshared -I$(BUILD)/gen $(PKG_CFLAGS)
+LDFLAGS    ?=
+LDFLAGS    += $(LDSAN)
+
+# ---------------------------------------------------------------- sources
+PROTOS     := $(shell find proto -name '*.proto' | sort)
+PROTO_C    := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb.c,$(PROTOS))
+PROTO_H    := $(PROTO_C:.c=.h)
+PROTO_PY   := $(patsubst proto/%.proto,$(BUILD)/py/%_pb2.py,$(PROTOS))
+
+LIB_SRCS   := $(shell find libshared -name '*.c' | sort)
+LIB_OBJS   := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) \
+              $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
+LIBSHARED  := $(BUILD)/libshared.a
+
+SUPD_SRCS  := $(wildcard supervisor/*.c)
+CTL_SRCS   := $(wildcard supervisor/ctl/*.c)
+WORKERS    := $(notdir $(patsubst %/,%,$(wildcard workers/*/)))
+TESTWORKERS:= $(notdir $(patsubst %/,%,$(wildcard tests/workers/*/)))
+
+PROGRAMS   := $(if $(SUPD_SRCS),$(BUILD)/danube-connectd) \
+              $(if $(CTL_SRCS),$(BUILD)/danube-connectctl) \
+              $(addprefix $(BUILD)/workers/,$(WORKERS))
+
+TESTLIB_SRCS := $(wildcard tests/lib/*.c)
+TESTLIB    := $(BUILD)/libtest.a
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+INTEG_SRCS := $(wildcard tests/integration/test_*.c)
+INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRCS))
+TESTWORKER_BINS := $(addprefix $(BUILD)/tests/workers/,$(TESTWORKERS))
+
+MANPAGES   := $(wildcard man/*.[1-8])
+SRC_FILES  = $(shell find libshared supervisor workers tests proto -name '*.[ch]' \
+               -not -path 'tests/danube-broker/*' | sort)
+
+.PHONY: all check check-unit check-integration lint format bench install clean demo fuzz
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: $(LIBSHARED) $(PROGRAMS) $(PROTO_PY)
+
+# ---------------------------------------------------------------- protobuf
+# nanopb output is generated at build time, never committed.
+$(BUILD)/gen/%.pb.c $(BUILD)/gen/%.pb.h: proto/%.proto $(wildcard proto/*/*.options proto/*.options)
+	@mkdir -p $(BUILD)/gen
+	$(NANOPB_GEN) -q -I proto -D $(BUILD)/gen $(if $(wildcard proto/$*.options),-f proto/$*.options) $<
+
+$(BUILD)/py/%_pb2.py: proto/%.proto
+	@mkdir -p $(BUILD)/py
+	protoc -I proto --python_out=$(BUILD)/py $<
+
+# Every object may include any generated header.
+$(BUILD)/obj/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIBSHARED): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# ---------------------------------------------------------------- programs
+$(BUILD)/danube-connectd: $(patsubst %.c,$(BUILD)/obj/%.o,$(SUPD_SRCS)) $(LIBSHARED)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/danube-connectctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIBSHARED)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+.SECONDEXPANSION:
+$(BUILD)/workers/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard workers/%/*.c)) $(LIBSHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/workers/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard tests/workers/%/*.c)) $(LIBSHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---------------------------------------------------------------- tests
+$(BUILD)/obj/tests/%.o: CFLAGS += -Itests/lib $(CHECK_CFLAGS)
+
+$(TESTLIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(LIBSHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $(LIBSHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+
+TEST_ENV = DC_BUILD_DIR=$(abspath $(BUILD)) DC_SRC_DIR=$(CURDIR) DC_PYTHON=$(PYTHON) \
+           DC_SANITIZE=$(SANITIZE)
+
+check: all $(UNIT_BINS) $(INTEG_BINS) $(TESTWORKER_BINS)
+	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
+
+check-unit: $(UNIT_BINS)
+	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS)
+
+check-integration: all $(INTEG_BINS) $(TESTWORKER_BINS)
+	@$(TEST_ENV) scripts/run-tests $(INTEG_BINS)
+
+# ---------------------------------------------------------------- tools
+lint:
+	@scripts/lint $(SRC_FILES)
+
+format:
+	clang-format -i $(SRC_FILES)
+
+bench: all $(TESTWORKER_BINS)
+	@$(TEST_ENV) scripts/bench
+
+# ---------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(LIBEXECDIR)/danube-connect \
+	    $(DESTDIR)$(SYSCONFDIR)/danube-connect/connectors.d $(DESTDIR)$(UNITDIR)
+	$(if $(SUPD_SRCS),install -m 0755 $(BUILD)/danube-connectd $(DESTDIR)$(SBINDIR)/)
+	$(if $(CTL_SRCS),install -m 0755 $(BUILD)/danube-connectctl $(DESTDIR)$(BINDIR)/)
+	$(foreach w,$(WORKERS),install -m 0755 $(BUILD)/workers/$(w) $(DESTDIR)$(LIBEXECDIR)/danube-connect/$(w) &&) true
+	$(foreach m,$(MANPAGES),install -d $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m))) && \
+	    install -m 0644 $(m) $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/ &&) true
+	$(foreach f,$(wildcard etc/*.ini),install -m 0644 $(f) $(DESTDIR)$(SYSCONFDIR)/danube-connect/ &&) true
+	$(foreach f,$(wildcard etc/connectors.d/*.ini),install -m 0644 $(f) \
+	    $(DESTDIR)$(SYSCONFDIR)/danube-connect/connectors.d/$(notdir $(f)).example &&) true
+	$(foreach f,$(wildcard etc/*.service),sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    $(f) > $(DESTDIR)$(UNITDIR)/$(notdir $(f)) &&) true
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
