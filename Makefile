@@ -18,6 +18,15 @@ SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DESTDIR    ?=
 
+V          ?= 0
+ifeq ($(V),0)
+Q          := @
+quiet       = @printf '  %-6s %s\n' $(1) $(2);
+else
+Q          :=
+quiet       =
+endif
+
 ifeq ($(SANITIZE),1)
 BUILD      ?= build/sanitize
 else
@@ -99,55 +108,55 @@ all: $(LIBSHARED) $(PROGRAMS) $(PROTO_PY)
 # nanopb output is generated at build time, never committed.
 $(BUILD)/gen/%.pb.c $(BUILD)/gen/%.pb.h: proto/%.proto $(wildcard proto/*/*.options proto/*.options)
 	@mkdir -p $(BUILD)/gen
-	$(NANOPB_GEN) -q -I proto -D $(BUILD)/gen $(if $(wildcard proto/$*.options),-f proto/$*.options) $<
+	$(call quiet,NANOPB,$<)$(NANOPB_GEN) -q -I proto -D $(BUILD)/gen $(if $(wildcard proto/$*.options),-f proto/$*.options) $<
 
 $(BUILD)/py/%_pb2.py: proto/%.proto
 	@mkdir -p $(BUILD)/py
-	protoc -I proto --python_out=$(BUILD)/py $<
+	$(call quiet,PROTOC,$<)protoc -I proto --python_out=$(BUILD)/py $<
 
 # Every object may include any generated header.
 $(BUILD)/obj/%.o: %.c $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIBSHARED): $(LIB_OBJS)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(call quiet,AR,$@)$(AR) rcs $@ $^
 
 # ---------------------------------------------------------------- programs
 $(BUILD)/danube-connectd: $(patsubst %.c,$(BUILD)/obj/%.o,$(SUPD_SRCS)) $(LIBSHARED)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/danube-connectctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIBSHARED)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 .SECONDEXPANSION:
 $(BUILD)/workers/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard workers/%/*.c)) $(LIBSHARED)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/workers/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard tests/workers/%/*.c)) $(LIBSHARED)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # ---------------------------------------------------------------- tests
 $(BUILD)/obj/tests/%.o: CFLAGS += -Itests/lib $(CHECK_CFLAGS)
 
 $(TESTLIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRCS))
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(call quiet,AR,$@)$(AR) rcs $@ $^
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(LIBSHARED)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $(LIBSHARED)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 TEST_ENV = DC_BUILD_DIR=$(abspath $(BUILD)) DC_SRC_DIR=$(CURDIR) DC_PYTHON=$(PYTHON) \
            DC_SANITIZE=$(SANITIZE)

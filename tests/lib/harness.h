@@ -69,18 +69,18 @@ int th_run_input(char *const argv[], const char *input, char **out, int timeout_
 /* Polling with a deadline (every 10 ms, backing off to 100 ms). */
 typedef bool (*th_cond_fn)(void *arg);
 bool th_wait_for(th_cond_fn fn, void *arg, int timeout_ms);
-#define TH_WAIT(expr, timeout_ms)                                                                  \
-	({                                                                                         \
-		bool th_ok_ = false;                                                               \
-		for (th_deadline_t th_d_ = th_deadline(timeout_ms);; th_pause(&th_d_)) {           \
-			if ((expr)) {                                                              \
-				th_ok_ = true;                                                     \
-				break;                                                             \
-			}                                                                          \
-			if (th_expired(&th_d_))                                                    \
-				break;                                                             \
-		}                                                                                  \
-		th_ok_;                                                                            \
+#define TH_WAIT(expr, timeout_ms)                                                        \
+	({                                                                               \
+		bool th_ok_ = false;                                                     \
+		for (th_deadline_t th_d_ = th_deadline(timeout_ms);; th_pause(&th_d_)) { \
+			if ((expr)) {                                                    \
+				th_ok_ = true;                                           \
+				break;                                                   \
+			}                                                                \
+			if (th_expired(&th_d_))                                          \
+				break;                                                   \
+		}                                                                        \
+		th_ok_;                                                                  \
 	})
 
 typedef struct {
@@ -106,10 +106,10 @@ void th_cleanup_all(void);
  * returns non-zero when any test failed.
  */
 int th_main(Suite *(*fn)(void));
-#define TH_MAIN(fn)                                                                                \
-	int main(void)                                                                             \
-	{                                                                                          \
-		return th_main(fn);                                                                \
+#define TH_MAIN(fn)                 \
+	int main(void)              \
+	{                           \
+		return th_main(fn); \
 	}
 
 #endif
