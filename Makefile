@@ -98,7 +98,7 @@ MANPAGES   := $(wildcard man/*.[1-8])
 SRC_FILES  = $(shell find libshared supervisor workers tests proto -name '*.[ch]' \
                -not -path 'tests/danube-broker/*' | sort)
 
-.PHONY: all check check-unit check-integration lint format bench install clean demo fuzz
+.PHONY: all check check-unit check-integration check-valgrind lint format bench install clean demo fuzz
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -154,6 +154,9 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(LIBSHARED)
 	@mkdir -p $(dir $@)
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
+# The supervisor's decision table is pure: its unit test links the object itself.
+$(BUILD)/tests/unit/test_worker_fsm: $(BUILD)/obj/supervisor/worker_fsm.o
+
 $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $(LIBSHARED)
 	@mkdir -p $(dir $@)
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
@@ -161,14 +164,59 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $(LI
 TEST_ENV = DC_BUILD_DIR=$(abspath $(BUILD)) DC_SRC_DIR=$(CURDIR) DC_PYTHON=$(PYTHON) \
            DC_SANITIZE=$(SANITIZE)
 
-check: all $(UNIT_BINS) $(INTEG_BINS) $(TESTWORKER_BINS)
+check: all $(UNIT_BINS) $(INTEG_BINS) $(TESTWORKER_BINS) $(FUZZ_BINS)
 	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
+	@$(call run-fuzzers,-runs=50000 -max_total_time=10)
 
 check-unit: $(UNIT_BINS)
 	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS)
 
 check-integration: all $(INTEG_BINS) $(TESTWORKER_BINS)
 	@$(TEST_ENV) scripts/run-tests $(INTEG_BINS)
+
+# Programs the integration tests start run under valgrind's leak checker.
+check-valgrind: all $(INTEG_BINS) $(TESTWORKER_BINS)
+	@$(TEST_ENV) DC_VALGRIND=1 CK_DEFAULT_TIMEOUT=600 scripts/run-tests $(INTEG_BINS)
+
+# ---------------------------------------------------------------- fuzzing
+# libFuzzer targets: tests/fuzz/*.c, built by clang against libshared compiled
+# by clang in $(BUILD)/fuzz. `make fuzz` runs each for 60 s (corpus kept in
+# $(BUILD)/fuzz/corpus); `make check` runs each briefly and fails on a crash.
+FUZZ_SRCS    := $(wildcard tests/fuzz/*.c)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/bin/%,$(FUZZ_SRCS))
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) $(DEFS) \
+                -Ilibshared -I$(BUILD)/gen $(PKG_CFLAGS)
+FUZZ_LIB     := $(BUILD)/fuzz/libshared.a
+FUZZ_LIB_OBJS := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(LIB_SRCS)) \
+                 $(patsubst $(BUILD)/gen/%.c,$(BUILD)/fuzz/obj/gen/%.o,$(PROTO_C))
+
+$(BUILD)/fuzz/obj/gen/%.o: $(BUILD)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(call quiet,FUZZCC,$<)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(BUILD)/fuzz/obj/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(call quiet,FUZZCC,$<)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	$(call quiet,AR,$@)$(AR) rcs $@ $^
+
+$(BUILD)/fuzz/bin/%: $(BUILD)/fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(call quiet,LD,$@)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+# $(1): libFuzzer options. Output goes to a log, shown only on failure.
+run-fuzzers = $(foreach f,$(FUZZ_BINS),echo "=== $(notdir $(f))" && \
+	mkdir -p $(BUILD)/fuzz/corpus/$(notdir $(f)) && \
+	{ $(f) $(1) $(BUILD)/fuzz/corpus/$(notdir $(f)) > $(f).log 2>&1 || \
+	  { cat $(f).log; echo "fuzzer $(notdir $(f)) failed"; exit 1; }; } && \
+	tail -n 1 $(f).log &&) true
+
+fuzz: $(FUZZ_BINS)
+	@$(call run-fuzzers,-max_total_time=60)
 
 # ---------------------------------------------------------------- tools
 lint:

@@ -21,7 +21,8 @@ void dc_backoff_init(struct dc_backoff *b, uint64_t initial_ms, uint64_t max_ms,
 		struct timespec ts;
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		seed = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+		seed = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+		       ((uint64_t)getpid() << 40);
 		if (seed == 0)
 			seed = 0x9E3779B97F4A7C15ULL;
 	}

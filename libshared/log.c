@@ -134,7 +134,8 @@ void dc_vlog(enum dc_log_level level, const char *fmt, va_list ap)
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		localtime_r(&ts.tv_sec, &tm);
-		len = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ld %s[%d] %s: %s\n",
+		len = snprintf(buf, sizeof(buf),
+			       "%04d-%02d-%02dT%02d:%02d:%02d.%03ld %s[%d] %s: %s\n",
 			       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			       tm.tm_sec, ts.tv_nsec / 1000000L, g.ident, (int)getpid(),
 			       level_names[level], line);

@@ -36,11 +36,11 @@ enum dc_grpc_code {
 const char *dc_grpc_code_name(int code);
 
 struct dc_grpc_opts {
-	const char *url;       /* "http://host:port" (h2c) or "https://host:port" (TLS) */
-	const char *token;     /* bearer token sent on every call, or NULL */
-	const char *tls_ca;    /* CA file; NULL = system store (https only) */
-	uint32_t max_msg_size; /* 0 = 4 MiB; larger messages are refused, both ways */
-	uint32_t keepalive_ms; /* HTTP/2 PING interval; 0 = 10000 */
+	const char *url;             /* "http://host:port" (h2c) or "https://host:port" (TLS) */
+	const char *token;           /* bearer token sent on every call, or NULL */
+	const char *tls_ca;          /* CA file; NULL = system store (https only) */
+	uint32_t max_msg_size;       /* 0 = 4 MiB; larger messages are refused, both ways */
+	uint32_t keepalive_ms;       /* HTTP/2 PING interval; 0 = 10000 */
 	uint32_t connect_timeout_ms; /* 0 = 10000 */
 };
 
@@ -51,11 +51,17 @@ struct dc_grpc_call;
  * The process-wide connection for opts->url (created on first use; the
  * same pointer for the same URL, token and CA). It connects lazily and
  * reconnects with backoff; calls made while down fail with UNAVAILABLE.
+ * Host names are resolved without blocking (getaddrinfo_a). While connected
+ * its watchers keep the loop running. The first call ignores SIGPIPE if it
+ * is at its default (OpenSSL writes with write()).
  */
 int dc_grpc_conn_get(struct ev_loop *loop, const struct dc_grpc_opts *opts,
 		     struct dc_grpc_conn **out);
 
-/* Close every connection (at exit); pending calls complete with CANCELLED. */
+/*
+ * Close every connection (at exit); pending calls complete with CANCELLED.
+ * Not from inside a gRPC callback (on_msg, on_done).
+ */
 void dc_grpc_shutdown_all(void);
 
 /* One response message (the 5-byte prefix removed); buf is valid during the call only. */
@@ -73,8 +79,11 @@ typedef void (*dc_grpc_done_fn)(void *arg, int code, const char *message);
  * Start a call on path "/pkg.Service/Method" with one request message
  * (copied). deadline_ms 0 = none. on_msg runs for each response message
  * (once for unary, many times for a server stream), then on_done exactly
- * once -- never from inside dc_grpc_call_start itself.
- * Returns 0 and *out (may be NULL if not wanted) or a negative errno.
+ * once -- never from inside dc_grpc_call_start itself. A request over the
+ * size limit ends with RESOURCE_EXHAUSTED; a stream the server refused
+ * unprocessed (REFUSED_STREAM, GOAWAY) is sent again, up to 3 times.
+ * Returns 0 and *out (may be NULL if not wanted) or a negative errno
+ * (-EINVAL, -ENOMEM, -ESHUTDOWN during dc_grpc_shutdown_all).
  */
 int dc_grpc_call_start(struct dc_grpc_conn *conn, const char *path, const uint8_t *req,
 		       size_t req_len, uint32_t deadline_ms, dc_grpc_msg_fn on_msg,
@@ -109,5 +118,11 @@ void dc_grpc_deframer_free(struct dc_grpc_deframer *d);
 
 /* Percent-decode a grpc-message value into out (NUL-terminated, truncated to cap). */
 void dc_grpc_percent_decode(const char *in, size_t len, char *out, size_t cap);
+
+/* A response's HTTP status (when it carries no grpc-status) as a gRPC code, per the gRPC spec. */
+int dc_grpc_code_from_http(int http_status);
+
+/* An HTTP/2 RST_STREAM error code as a gRPC code (REFUSED_STREAM -> UNAVAILABLE, ...). */
+int dc_grpc_code_from_h2_error(uint32_t h2_error);
 
 #endif

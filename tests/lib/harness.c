@@ -139,6 +139,18 @@ int th_free_port(void)
 	return port;
 }
 
+/*
+ * DC_VALGRIND=1 runs our own programs (those under the build dir) under
+ * valgrind's leak checker; a leak or memory error makes them exit 99.
+ */
+static bool under_valgrind(const char *path)
+{
+	const char *v = getenv("DC_VALGRIND");
+	const char *b = getenv("DC_BUILD_DIR");
+
+	return v && *v == '1' && b && strncmp(path, b, strlen(b)) == 0;
+}
+
 static void child_exec(const char *cwd, const char *log, char *const argv[], char *const env[],
 		       int in_fd)
 {
@@ -168,6 +180,22 @@ static void child_exec(const char *cwd, const char *log, char *const argv[], cha
 		close(fd);
 	for (size_t i = 0; env && env[i]; i++)
 		putenv(env[i]);
+	if (under_valgrind(argv[0])) {
+		char *vargv[64];
+		size_t n = 0;
+
+		vargv[n++] = "/usr/bin/valgrind";
+		vargv[n++] = "--quiet";
+		vargv[n++] = "--leak-check=full";
+		vargv[n++] = "--show-leak-kinds=definite,indirect";
+		vargv[n++] = "--errors-for-leak-kinds=definite,indirect";
+		vargv[n++] = "--error-exitcode=99";
+		vargv[n++] = "--trace-children=no";
+		for (size_t i = 0; argv[i] && n < 63; i++)
+			vargv[n++] = argv[i];
+		vargv[n] = NULL;
+		execv(vargv[0], vargv);
+	}
 	execv(argv[0], argv);
 	dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
 	_exit(127);

@@ -7,6 +7,10 @@
  * runs at exit (a failed ck_assert exits the forked test process), and the
  * process is a child subreaper, so orphaned grandchildren are found too.
  * Spawned children also get PR_SET_PDEATHSIG(SIGKILL).
+ *
+ * With DC_VALGRIND=1 in the environment (make check-valgrind), programs
+ * under $DC_BUILD_DIR run under valgrind's leak checker and exit 99 on a
+ * leak or memory error, so a test that checks exit statuses catches it.
  */
 #ifndef DC_TEST_HARNESS_H
 #define DC_TEST_HARNESS_H
