@@ -1,0 +1,189 @@
+"""Subscriptions and consumers of one topic: which consumer gets a message, the reliable
+cursor with its window of unacked messages, and redelivery after Nack or ack timeout."""
+import asyncio
+import collections
+import fnmatch
+import logging
+
+EXCLUSIVE, SHARED, FAILOVER, KEY_SHARED = 0, 1, 2, 3
+TYPE_NAMES = {EXCLUSIVE: "Exclusive", SHARED: "Shared", FAILOVER: "Failover", KEY_SHARED: "KeyShared"}
+END = object()  # what Mailbox.get returns once the stream must end (with OK)
+NON_RELIABLE_BUFFER = 4  # the real broker's per-consumer mpsc channel
+
+log = logging.getLogger("danube-broker")
+
+
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+class Mailbox:
+    """The messages waiting for one ReceiveMessages stream (asyncio, one loop)."""
+
+    def __init__(self, limit):
+        self.items = collections.deque()
+        self.limit = limit
+        self.closed = False
+        self.event = asyncio.Event()
+
+    def offer(self, item):
+        """Non-reliable: False (dropped) when the buffer is full."""
+        if self.limit and len(self.items) >= self.limit:
+            return False
+        self.put(item)
+        return True
+
+    def put(self, item):
+        self.items.append(item)
+        self.event.set()
+
+    def close(self):
+        # What is still queued was in flight: the subscription redelivers it elsewhere.
+        self.closed = True
+        self.event.set()
+
+    async def get(self):
+        while not self.items and not self.closed:
+            self.event.clear()
+            await self.event.wait()
+        return END if self.closed else self.items.popleft()
+
+
+class Consumer:
+    def __init__(self, cid, name, sub, filters):
+        self.id = cid
+        self.name = name
+        self.sub = sub
+        self.filters = list(filters)
+        self.active = True  # what HealthCheck reports
+        self.queue = None  # the open stream's queue; None while no stream is open
+        self.gen = 0  # bumped whenever a stream is opened or ended
+
+    def matches(self, key):
+        return not self.filters or any(fnmatch.fnmatchcase(key, f) for f in self.filters)
+
+
+class Subscription:
+    def __init__(self, topic, name, sub_type, cursor, opts):
+        self.topic = topic
+        self.name = name
+        self.type = sub_type
+        self.opts = opts
+        self.consumers = []  # in registration order: Failover's priority
+        self.rr = 0
+        # Reliable state. cursor: highest offset acked together with every offset before it.
+        self.cursor = cursor
+        self.next_read = cursor + 1
+        self.inflight = {}  # offset -> (ack deadline, consumer)
+        self.acked = set()  # acked offsets above the cursor
+        self.retry = {}  # offset -> time it may be redelivered
+
+    # ---- choosing a consumer
+    def _pick(self, key):
+        live = [c for c in self.consumers if c.queue is not None]
+        if not live:
+            return None
+        if self.type in (EXCLUSIVE, FAILOVER):
+            return live[0]
+        if self.type == SHARED:
+            self.rr += 1
+            return live[self.rr % len(live)]
+        live = sorted((c for c in live if c.matches(key)), key=lambda c: c.id)
+        if not live:
+            return None
+        return live[fnv1a64(key.encode()) % len(live)]
+
+    # ---- non-reliable
+    def offer(self, data, key):
+        c = self._pick(key)
+        if c is None:
+            return
+        if not c.queue.offer(data):
+            log.info("consumer %d channel full; dropping message on %s", c.id, self.topic.name)
+
+    # ---- reliable
+    def pump(self, now):
+        """Sends due redeliveries, then new messages, while the window has room."""
+        if not self.topic.reliable:
+            return
+        limit = self.opts.max_unacked
+        for off in sorted(o for o, due in self.retry.items() if due <= now):
+            if len(self.inflight) >= limit or not self._send(off, now):
+                return
+            del self.retry[off]
+        while len(self.inflight) < limit and self.next_read < self.topic.next_offset:
+            off = self.next_read
+            if off not in self.acked and off not in self.retry and not self._send(off, now):
+                return
+            self.next_read += 1
+
+    def _send(self, off, now):
+        data, key = self.topic.log[off]
+        c = self._pick(key)
+        if c is None:
+            return False
+        c.queue.put(data)  # unbounded: the window bounds it
+        self.inflight[off] = (now + self.opts.ack_timeout_ms / 1000.0, c)
+        return True
+
+    def ack(self, off, now, storage):
+        if not self.topic.reliable or off <= self.cursor:
+            return
+        self.inflight.pop(off, None)
+        self.retry.pop(off, None)
+        self.acked.add(off)
+        moved = False
+        while self.cursor + 1 in self.acked:
+            self.acked.remove(self.cursor + 1)
+            self.cursor += 1
+            moved = True
+        if moved:
+            storage.save_subscription(self.topic.name, self.name, self.type, self.cursor)
+        self.pump(now)
+
+    def nack(self, off, delay_ms, now):
+        if not self.topic.reliable or off <= self.cursor or off in self.acked:
+            return
+        if off >= self.topic.next_offset:
+            return
+        self.inflight.pop(off, None)
+        self.retry[off] = now + delay_ms / 1000.0
+
+    def tick(self, now):
+        """Ack timeouts become redeliveries; due redeliveries are sent."""
+        if not self.topic.reliable:
+            return
+        for off, (deadline, c) in list(self.inflight.items()):
+            if deadline <= now:
+                log.info("ack timeout: redelivering offset %d of %s/%s", off, self.topic.name, self.name)
+                del self.inflight[off]
+                self.retry[off] = now
+        self.pump(now)
+
+    def detach(self, c, now):
+        """Ends c's open stream (with OK); what it had in flight is redelivered."""
+        c.gen += 1
+        if c.queue is not None:
+            c.queue.close()
+            c.queue = None
+        for off, (_, holder) in list(self.inflight.items()):
+            if holder is c:
+                del self.inflight[off]
+                self.retry[off] = now
+        self.pump(now)
+
+    def attach(self, c, now):
+        c.gen += 1
+        c.queue = Mailbox(0 if self.topic.reliable else NON_RELIABLE_BUFFER)
+        c.active = True
+        self.pump(now)
+        return c.queue, c.gen
+
+    def reset_delivery(self):
+        """After an unload: forget what was in flight; delivery restarts after the cursor."""
+        self.inflight.clear()
+        self.retry.clear()
+        self.next_read = self.cursor + 1
