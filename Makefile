@@ -135,11 +135,12 @@ $(BUILD)/danube-connectctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIBSH
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 .SECONDEXPANSION:
-$(BUILD)/workers/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard workers/%/*.c)) $(LIBSHARED)
+# No % inside the functions below (make substitutes it first, word by word); $$* is the stem.
+$(BUILD)/workers/%: $$(foreach f,$$(wildcard workers/$$*/*.c),$(BUILD)/obj/$$(basename $$f).o) $(LIBSHARED)
 	@mkdir -p $(dir $@)
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/workers/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard tests/workers/%/*.c)) $(LIBSHARED)
+$(BUILD)/tests/workers/%: $$(foreach f,$$(wildcard tests/workers/$$*/*.c),$(BUILD)/obj/$$(basename $$f).o) $(LIBSHARED)
 	@mkdir -p $(dir $@)
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -217,6 +218,9 @@ run-fuzzers = $(foreach f,$(FUZZ_BINS),echo "=== $(notdir $(f))" && \
 
 fuzz: $(FUZZ_BINS)
 	@$(call run-fuzzers,-max_total_time=60)
+
+# FUZZ_BINS is defined after the check rule: add them to its prerequisites here.
+check: $(FUZZ_BINS)
 
 # ---------------------------------------------------------------- tools
 lint:

@@ -1,0 +1,142 @@
+/*
+ * What the Danube client's modules share and users do not see: the client
+ * object, unary RPCs with nanopb, error classification.
+ */
+#ifndef DN_INTERNAL_H
+#define DN_INTERNAL_H
+
+#include "danube/client.h"
+
+#include <pb.h>
+#include <pb_decode.h>
+#include <pb_encode.h>
+#include <stdarg.h>
+
+struct dc_grpc_conn;
+struct dc_grpc_call;
+struct dn_rpc;
+
+/* RPC paths of the Danube API. */
+#define DN_PATH_CREATE_PRODUCER "/danube.ProducerService/CreateProducer"
+#define DN_PATH_SEND_MESSAGE    "/danube.ProducerService/SendMessage"
+#define DN_PATH_SUBSCRIBE       "/danube.ConsumerService/Subscribe"
+#define DN_PATH_RECEIVE         "/danube.ConsumerService/ReceiveMessages"
+#define DN_PATH_ACK             "/danube.ConsumerService/Ack"
+#define DN_PATH_NACK            "/danube.ConsumerService/Nack"
+#define DN_PATH_LOOKUP          "/danube.Discovery/TopicLookup"
+#define DN_PATH_PARTITIONS      "/danube.Discovery/TopicPartitions"
+#define DN_PATH_HEALTH          "/danube.HealthCheck/HealthCheck"
+#define DN_PATH_SCHEMA_REGISTER "/danube_schema.SchemaRegistry/RegisterSchema"
+#define DN_PATH_SCHEMA_GET      "/danube_schema.SchemaRegistry/GetSchema"
+#define DN_PATH_SCHEMA_LATEST   "/danube_schema.SchemaRegistry/GetLatestSchema"
+
+/* Deadlines: control calls answer fast; a send may wait on a busy broker. */
+#define DN_CONTROL_DEADLINE_MS 10000u
+#define DN_SEND_DEADLINE_MS    30000u
+#define DN_HEALTH_INTERVAL_S   5.0
+#define DN_BACKOFF_INITIAL_MS  100u
+#define DN_BACKOFF_MAX_MS      5000u
+#define DN_ERRLEN              512
+
+struct dn_client {
+	struct ev_loop *loop;
+	char *service_url;
+	char *token;
+	char *tls_ca;
+	uint32_t max_msg_size;
+	uint64_t request_id;
+	struct dn_op *ops; /* lookups etc. nobody holds a handle to: cancelled at free */
+	uint8_t *scratch;  /* encode buffer reused by every call */
+	size_t scratch_cap;
+};
+
+/* The shared connection for url (token implies TLS). */
+int dn_client_conn(struct dn_client *c, const char *url, struct dc_grpc_conn **out);
+
+/*
+ * A unary call: req encoded with req_fields; the answer decoded into a
+ * zeroed struct of resp_size bytes (resp_fields NULL: not decoded) handed to
+ * cb, released after it. cb runs once, never from inside dn_rpc_start.
+ * code/message are the call's status; resp is NULL unless code is DN_OK.
+ */
+typedef void (*dn_rpc_fn)(void *arg, int code, const char *message, void *resp);
+int dn_rpc_start(struct dn_client *c, struct dc_grpc_conn *conn, const char *path,
+		 const pb_msgdesc_t *req_fields, const void *req, const pb_msgdesc_t *resp_fields,
+		 size_t resp_size, uint32_t deadline_ms, dn_rpc_fn cb, void *arg,
+		 struct dn_rpc **out);
+/* cb will not run. */
+void dn_rpc_cancel(struct dn_rpc *r);
+
+/* Encode msg into the client's scratch buffer; returns the length or -errno. */
+int dn_encode(struct dn_client *c, const pb_msgdesc_t *fields, const void *msg, uint8_t **buf,
+	      size_t *len);
+
+/*
+ * A lookup, partitions or schema call with a typed callback. The caller
+ * either keeps the handle (to cancel it when it goes away first) or, with
+ * out NULL, leaves it to the client.
+ */
+struct dn_op {
+	struct dn_client *c;
+	struct dn_rpc *rpc;
+	union {
+		dn_lookup_fn lookup;
+		dn_partitions_fn partitions;
+		dn_schema_fn schema;
+	} cb;
+	void *arg;
+	char *name; /* topic or subject, for error texts */
+	bool tracked;
+	struct dn_op *prev, *next;
+};
+struct dn_op *dn_op_new(struct dn_client *c, const char *name, struct dn_op **out);
+void dn_op_free(struct dn_op *op);
+/* Unlist from the client before running the callback, so it may free the client. */
+void dn_op_detach(struct dn_op *op);
+/* The callback will not run. */
+void dn_op_cancel(struct dn_op *op);
+
+int dn_lookup_op(struct dn_client *c, const char *topic, dn_lookup_fn cb, void *arg,
+		 struct dn_op **out);
+int dn_partitions_op(struct dn_client *c, const char *topic, dn_partitions_fn cb, void *arg,
+		     struct dn_op **out);
+int dn_schema_latest_op(struct dn_client *c, const char *subject, dn_schema_fn cb, void *arg,
+			struct dn_op **out);
+
+/* HealthCheck for a producer or consumer id; dn_health_is_close reads the answer. */
+int dn_health_start(struct dn_client *c, struct dc_grpc_conn *conn, bool consumer, uint64_t id,
+		    dn_rpc_fn cb, void *arg, struct dn_rpc **out);
+bool dn_health_is_close(const void *resp);
+
+/*
+ * Payload bytes travel through nanopb callbacks: Debian's nanopb has a
+ * 16-bit pb_size_t, so FT_POINTER bytes would cap messages at 64 KiB.
+ */
+struct dn_bytes {
+	uint8_t *data; /* encode: borrowed; decode: malloc'd, owned by the caller */
+	size_t len;
+};
+bool dn_pb_encode_bytes(pb_ostream_t *stream, const pb_field_iter_t *field, void *const *arg);
+bool dn_pb_decode_bytes(pb_istream_t *stream, const pb_field_iter_t *field, void **arg);
+
+/* strdup that reports failure through *ok (keeps call sites short). */
+char *dn_strdup(const char *s, bool *ok);
+
+/*
+ * "CONTEXT: DETAIL (CODE_NAME)" into buf; DETAIL falls back to
+ * dn_code_words(code) when empty.
+ */
+void dn_error_format(char *buf, size_t cap, int code, const char *detail, const char *ctx_fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* What a failed call means for a producer or consumer. */
+enum dn_recovery {
+	DN_RECOVER_NONE,      /* success */
+	DN_RECOVER_RECONNECT, /* back off, look up again, re-create, resend */
+	DN_RECOVER_FAIL,      /* report to the caller: retrying cannot help */
+};
+enum dn_recovery dn_error_recovery(int code, const char *detail);
+/* The message was refused for its size (never retried). */
+bool dn_error_is_oversize(int code, const char *detail);
+
+#endif

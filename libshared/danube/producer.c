@@ -1,0 +1,768 @@
+/*
+ * The producer: one sub-producer per partition, each with a FIFO of
+ * unacknowledged messages, an in-flight window, and a recovery path (look
+ * up, re-create under the same name, resend in order) for moved topics,
+ * restarted brokers and lost connections.
+ */
+#include "danube/internal.h"
+#include "backoff.h"
+#include "clock.h"
+#include "h2/grpc.h"
+#include "log.h"
+
+#include "danube/DanubeApi.pb.h"
+
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum sub_state {
+	SUB_START,    /* nothing asked yet */
+	SUB_LOOKUP,   /* TopicLookup in flight */
+	SUB_CREATING, /* CreateProducer in flight */
+	SUB_READY,    /* sending */
+	SUB_BACKOFF,  /* waiting to start over */
+	SUB_FAILED,   /* refused for good */
+};
+
+struct entry {
+	struct entry *prev, *next;
+	struct sub *s;
+	struct dn_rpc *rpc; /* non-NULL while in flight */
+	dn_done_fn on_done;
+	void *arg;
+	uint64_t queued_ms; /* monotonic, for retry_limit_ms */
+	uint64_t publish_time;
+	struct dn_bytes payload;
+	danube_StreamMessage_AttributesEntry *attrs;
+	pb_size_t nattrs;
+	char *key;
+};
+
+struct sub {
+	struct dn_producer *p;
+	uint32_t index;
+	char *topic;
+	char *name;
+	char *connect_url;
+	char *broker_url;
+	struct dc_grpc_conn *conn;
+	uint64_t producer_id;
+	uint64_t request_id;
+	enum sub_state state;
+	bool created_once;
+	struct dn_op *lookup;
+	struct dn_rpc *create;
+	struct dn_rpc *health;
+	ev_timer retry_timer;
+	ev_timer health_timer;
+	struct dc_backoff backoff;
+	struct entry *head, *tail, *next_send;
+	uint32_t inflight;
+	int last_code;
+	char last_error[DN_ERRLEN];
+};
+
+struct dn_producer {
+	struct dn_client *c;
+	char *topic;
+	char *name;
+	char *schema_subject;
+	enum dn_dispatch dispatch;
+	uint32_t max_inflight;
+	uint32_t retry_limit_ms;
+	uint32_t nsubs;
+	struct sub *subs;
+	uint32_t partitions;
+	uint64_t rr;
+	size_t pending;
+	uint32_t ready_subs;
+	bool ready_sent;
+	bool failed;
+	struct dn_op *schema_op;
+	bool schema_ready;
+	uint64_t schema_id;
+	uint32_t schema_version;
+	dn_ready_fn on_ready;
+	dn_error_fn on_error;
+	void *arg;
+	dn_done_fn flush_cb;
+	void *flush_arg;
+	ev_timer flush_timer;
+	int depth; /* > 0 while a loop callback runs: close is deferred to its end */
+	bool closing;
+};
+
+static void sub_start(struct sub *s);
+static void sub_pump(struct sub *s);
+static void producer_destroy(struct dn_producer *p);
+
+/* Every loop callback brackets its work so a close from a user callback is safe. */
+static void enter(struct dn_producer *p)
+{
+	p->depth++;
+}
+
+static void leave(struct dn_producer *p)
+{
+	if (--p->depth == 0 && p->closing)
+		producer_destroy(p);
+}
+
+static void entry_unlink(struct entry *e)
+{
+	struct sub *s = e->s;
+
+	if (s->next_send == e)
+		s->next_send = e->next;
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		s->head = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	else
+		s->tail = e->prev;
+	s->p->pending--;
+}
+
+static void check_flush(struct dn_producer *p)
+{
+	if (p->pending == 0 && p->flush_cb != NULL && !ev_is_active(&p->flush_timer))
+		ev_timer_start(p->c->loop, &p->flush_timer);
+}
+
+/* Unlink, report and free one message. */
+static void entry_finish(struct entry *e, int code, const char *error)
+{
+	struct dn_producer *p = e->s->p;
+
+	entry_unlink(e);
+	if (e->rpc != NULL) {
+		dn_rpc_cancel(e->rpc);
+		e->s->inflight--;
+	}
+	if (e->on_done != NULL)
+		e->on_done(e->arg, code, error);
+	free(e);
+	check_flush(p);
+}
+
+static void flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dn_producer *p = w->data;
+	dn_done_fn cb = p->flush_cb;
+
+	if (p->pending != 0 || cb == NULL)
+		return;
+	enter(p);
+	p->flush_cb = NULL;
+	cb(p->flush_arg, DN_OK, "");
+	leave(p);
+}
+
+/* A refusal that retrying cannot fix: the producer is done. */
+static void producer_fail(struct dn_producer *p, int code, const char *error)
+{
+	if (p->failed)
+		return;
+	p->failed = true;
+	dc_log_debug("%s", error);
+	for (uint32_t i = 0; i < p->nsubs; i++) {
+		struct sub *s = &p->subs[i];
+
+		ev_timer_stop(p->c->loop, &s->retry_timer);
+		ev_timer_stop(p->c->loop, &s->health_timer);
+		dn_op_cancel(s->lookup);
+		s->lookup = NULL;
+		dn_rpc_cancel(s->create);
+		s->create = NULL;
+		dn_rpc_cancel(s->health);
+		s->health = NULL;
+		s->state = SUB_FAILED;
+		while (s->head != NULL)
+			entry_finish(s->head, code, error);
+	}
+	if (p->on_error != NULL)
+		p->on_error(p->arg, code, error);
+}
+
+/* Give up on messages that waited longer than the caller allows. */
+static void expire_old(struct sub *s)
+{
+	struct dn_producer *p = s->p;
+	uint64_t now = dc_now_ms();
+	char err[2 * DN_ERRLEN];
+
+	if (p->retry_limit_ms == 0)
+		return;
+	while (s->head != NULL && s->head->rpc == NULL &&
+	       now - s->head->queued_ms >= p->retry_limit_ms) {
+		if (s->last_error[0])
+			snprintf(err, sizeof(err), "%s; gave up after %u ms", s->last_error,
+				 p->retry_limit_ms);
+		else
+			snprintf(err, sizeof(err), "topic %s: no answer from the broker in %u ms",
+				 s->topic, p->retry_limit_ms);
+		entry_finish(s->head, s->last_code ? s->last_code : DN_DEADLINE_EXCEEDED, err);
+	}
+}
+
+/* Stop sending, forget what is in flight (it is resent), retry after a backoff. */
+static void sub_reconnect(struct sub *s, int code, const char *error)
+{
+	struct dn_producer *p = s->p;
+	uint64_t delay;
+
+	if (s->state == SUB_FAILED || p->failed)
+		return;
+	s->last_code = code;
+	snprintf(s->last_error, sizeof(s->last_error), "%s", error);
+	/* Warn when a working producer breaks; the retries that follow are debug noise. */
+	if (s->state == SUB_READY)
+		dc_log_warn("%s; reconnecting", error);
+	else
+		dc_log_debug("%s; retrying", error);
+	/* What was in flight is resent from the head, in order, after re-creating. */
+	for (struct entry *e = s->head; e != NULL; e = e->next) {
+		if (e->rpc != NULL) {
+			dn_rpc_cancel(e->rpc);
+			e->rpc = NULL;
+		}
+	}
+	s->inflight = 0;
+	s->next_send = s->head;
+	dn_op_cancel(s->lookup);
+	s->lookup = NULL;
+	dn_rpc_cancel(s->create);
+	s->create = NULL;
+	dn_rpc_cancel(s->health);
+	s->health = NULL;
+	ev_timer_stop(p->c->loop, &s->health_timer);
+	s->state = SUB_BACKOFF;
+	delay = dc_backoff_next(&s->backoff);
+	ev_timer_stop(p->c->loop, &s->retry_timer);
+	ev_timer_set(&s->retry_timer, (double)delay / 1000.0, 0.0);
+	ev_timer_start(p->c->loop, &s->retry_timer);
+	expire_old(s);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sub *s = w->data;
+	struct dn_producer *p = s->p;
+
+	enter(p);
+	expire_old(s);
+	if (!p->closing && s->state == SUB_BACKOFF)
+		sub_start(s);
+	leave(p);
+}
+
+static void health_done(void *arg, int code, const char *message, void *resp)
+{
+	struct sub *s = arg;
+	struct dn_producer *p = s->p;
+	char err[DN_ERRLEN];
+
+	s->health = NULL;
+	/* A failed health call says nothing a send would not; only CLOSE acts. */
+	if (code != DN_OK || !dn_health_is_close(resp) || s->state != SUB_READY)
+		return;
+	enter(p);
+	snprintf(err, sizeof(err),
+		 "topic %s: the broker closed producer %s (topic unloaded or moved)", s->topic,
+		 s->name);
+	sub_reconnect(s, DN_UNAVAILABLE, err);
+	leave(p);
+}
+
+static void health_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sub *s = w->data;
+
+	if (s->health != NULL || s->state != SUB_READY)
+		return;
+	if (dn_health_start(s->p->c, s->conn, false, s->producer_id, health_done, s, &s->health) !=
+	    0)
+		s->health = NULL;
+}
+
+static bool sub_ready_to_send(const struct sub *s)
+{
+	return s->state == SUB_READY && s->p->schema_ready && !s->p->closing;
+}
+
+static void schema_done(void *arg, int code, const char *error, const struct dn_schema *sc)
+{
+	struct dn_producer *p = arg;
+
+	p->schema_op = NULL;
+	enter(p);
+	if (code != DN_OK) {
+		producer_fail(p, code, error);
+	} else {
+		p->schema_id = sc->id;
+		p->schema_version = sc->version;
+		p->schema_ready = true;
+		for (uint32_t i = 0; i < p->nsubs; i++)
+			sub_pump(&p->subs[i]);
+	}
+	leave(p);
+}
+
+static void sub_became_ready(struct sub *s)
+{
+	struct dn_producer *p = s->p;
+	int err;
+
+	s->state = SUB_READY;
+	s->last_code = 0;
+	s->last_error[0] = '\0';
+	dc_backoff_reset(&s->backoff);
+	ev_timer_again(p->c->loop, &s->health_timer);
+	if (!s->created_once) {
+		s->created_once = true;
+		p->ready_subs++;
+	}
+	if (!p->schema_ready && p->schema_op == NULL) {
+		err = dn_schema_latest_op(p->c, p->schema_subject, schema_done, p, &p->schema_op);
+		if (err != 0) {
+			char msg[DN_ERRLEN];
+
+			snprintf(msg, sizeof(msg), "schema %s: cannot ask the registry: %s",
+				 p->schema_subject, strerror(-err));
+			producer_fail(p, DN_INTERNAL, msg);
+			return;
+		}
+	}
+	if (p->ready_subs == p->nsubs && !p->ready_sent) {
+		p->ready_sent = true;
+		if (p->on_ready != NULL)
+			p->on_ready(p->arg);
+	}
+	sub_pump(s);
+}
+
+static void create_done(void *arg, int code, const char *message, void *resp)
+{
+	struct sub *s = arg;
+	struct dn_producer *p = s->p;
+	const danube_ProducerResponse *pr = resp;
+	char err[DN_ERRLEN];
+
+	s->create = NULL;
+	enter(p);
+	if (code == DN_OK) {
+		s->producer_id = pr->producer_id;
+		sub_became_ready(s);
+	} else {
+		/* Creating auto-creates the topic, so NOT_FOUND here is final. */
+		bool final =
+			code == DN_NOT_FOUND || dn_error_recovery(code, message) == DN_RECOVER_FAIL;
+
+		dn_error_format(err, sizeof(err), code, message,
+				final ? "topic %s: broker refused producer %s"
+				      : "topic %s: cannot create producer %s",
+				s->topic, s->name);
+		if (final)
+			producer_fail(p, code, err);
+		else
+			sub_reconnect(s, code, err);
+	}
+	leave(p);
+}
+
+static void sub_create(struct sub *s)
+{
+	struct dn_producer *p = s->p;
+	danube_ProducerRequest req = danube_ProducerRequest_init_zero;
+	char err[DN_ERRLEN];
+	int rc;
+
+	s->state = SUB_CREATING;
+	rc = dn_client_conn(p->c, s->connect_url, &s->conn);
+	if (rc == 0) {
+		req.request_id = ++s->request_id;
+		req.producer_name = s->name;
+		req.topic_name = s->topic;
+		req.producer_access_mode = danube_ProducerAccessMode_Shared;
+		req.dispatch_strategy = p->dispatch == DN_DISPATCH_RELIABLE
+						? danube_DispatchStrategy_Reliable
+						: danube_DispatchStrategy_NonReliable;
+		if (p->schema_subject != NULL) {
+			req.has_schema_ref = true;
+			req.schema_ref.subject = p->schema_subject;
+			req.schema_ref.which_version_ref = danube_SchemaReference_use_latest_tag;
+			req.schema_ref.version_ref.use_latest = true;
+		}
+		rc = dn_rpc_start(p->c, s->conn, DN_PATH_CREATE_PRODUCER,
+				  danube_ProducerRequest_fields, &req,
+				  danube_ProducerResponse_fields, sizeof(danube_ProducerResponse),
+				  DN_CONTROL_DEADLINE_MS, create_done, s, &s->create);
+	}
+	if (rc != 0) {
+		snprintf(err, sizeof(err), "topic %s: cannot reach broker %s: %s", s->topic,
+			 s->connect_url, strerror(-rc));
+		sub_reconnect(s, DN_UNAVAILABLE, err);
+	}
+}
+
+static bool set_target(struct sub *s, const char *connect_url, const char *broker_url)
+{
+	bool ok = true;
+	char *cu = dn_strdup(connect_url, &ok);
+	char *bu = dn_strdup(broker_url, &ok);
+
+	if (!ok) {
+		free(cu);
+		free(bu);
+		return false;
+	}
+	free(s->connect_url);
+	free(s->broker_url);
+	s->connect_url = cu;
+	s->broker_url = bu;
+	return true;
+}
+
+static void lookup_done(void *arg, int code, const char *error, const struct dn_lookup_result *res)
+{
+	struct sub *s = arg;
+	struct dn_producer *p = s->p;
+
+	s->lookup = NULL;
+	enter(p);
+	/*
+	 * Lookup errors are not final: a brand-new topic is unknown until
+	 * CreateProducer creates it, so keep the last known broker.
+	 */
+	if (code == DN_OK)
+		set_target(s, res->connect_url, res->broker_url);
+	else
+		dc_log_debug("%s (creating on %s anyway)", error, s->connect_url);
+	sub_create(s);
+	leave(p);
+}
+
+static void sub_start(struct sub *s)
+{
+	int rc;
+
+	s->state = SUB_LOOKUP;
+	rc = dn_lookup_op(s->p->c, s->topic, lookup_done, s, &s->lookup);
+	if (rc != 0) {
+		s->lookup = NULL;
+		sub_create(s);
+	}
+}
+
+static void send_done(void *arg, int code, const char *message, void *resp)
+{
+	struct entry *e = arg;
+	struct sub *s = e->s;
+	struct dn_producer *p = s->p;
+	char err[DN_ERRLEN];
+
+	e->rpc = NULL;
+	s->inflight--;
+	enter(p);
+	if (code == DN_OK) {
+		entry_finish(e, DN_OK, "");
+		sub_pump(s);
+	} else if (dn_error_recovery(code, message) == DN_RECOVER_FAIL) {
+		dn_error_format(err, sizeof(err), code, message, "topic %s: broker refused message",
+				s->topic);
+		entry_finish(e, code, err);
+		sub_pump(s);
+	} else {
+		dn_error_format(err, sizeof(err), code, message, "topic %s: sending failed",
+				s->topic);
+		sub_reconnect(s, code, err);
+	}
+	leave(p);
+}
+
+static int entry_send(struct sub *s, struct entry *e)
+{
+	struct dn_producer *p = s->p;
+	danube_StreamMessage m = danube_StreamMessage_init_zero;
+
+	m.request_id = ++s->request_id;
+	m.has_msg_id = true;
+	m.msg_id.producer_id = s->producer_id;
+	m.msg_id.topic_name = s->topic;
+	m.msg_id.broker_addr = s->broker_url;
+	m.msg_id.topic_offset = 0;
+	m.payload.funcs.encode = dn_pb_encode_bytes;
+	m.payload.arg = &e->payload;
+	m.publish_time = e->publish_time;
+	m.producer_name = s->name;
+	m.attributes_count = e->nattrs;
+	m.attributes = e->attrs;
+	m.routing_key = e->key;
+	if (p->schema_subject != NULL) {
+		m.has_schema_id = true;
+		m.schema_id = p->schema_id;
+		m.has_schema_version = true;
+		m.schema_version = p->schema_version;
+	}
+	return dn_rpc_start(p->c, s->conn, DN_PATH_SEND_MESSAGE, danube_StreamMessage_fields, &m,
+			    NULL, 0, DN_SEND_DEADLINE_MS, send_done, e, &e->rpc);
+}
+
+static void sub_pump(struct sub *s)
+{
+	struct dn_producer *p = s->p;
+	char err[DN_ERRLEN];
+
+	while (sub_ready_to_send(s) && s->next_send != NULL && s->inflight < p->max_inflight) {
+		struct entry *e = s->next_send;
+		int rc = entry_send(s, e);
+
+		if (rc == -EMSGSIZE || rc == -EINVAL) {
+			snprintf(err, sizeof(err),
+				 "topic %s: message of %zu bytes refused: %s (%s)", s->topic,
+				 e->payload.len,
+				 rc == -EMSGSIZE ? "larger than the message size limit"
+						 : "cannot be encoded",
+				 dn_code_name(rc == -EMSGSIZE ? DN_RESOURCE_EXHAUSTED
+							      : DN_INVALID_ARGUMENT));
+			entry_finish(e,
+				     rc == -EMSGSIZE ? DN_RESOURCE_EXHAUSTED : DN_INVALID_ARGUMENT,
+				     err);
+			continue;
+		}
+		if (rc != 0) {
+			snprintf(err, sizeof(err), "topic %s: cannot send to %s: %s", s->topic,
+				 s->connect_url, strerror(-rc));
+			sub_reconnect(s, DN_UNAVAILABLE, err);
+			return;
+		}
+		s->next_send = e->next;
+		s->inflight++;
+	}
+}
+
+/* ------------------------------------------------------------------- public */
+
+static int sub_init(struct dn_producer *p, uint32_t i)
+{
+	struct sub *s = &p->subs[i];
+	char buf[512];
+	bool ok = true;
+
+	s->p = p;
+	s->index = i;
+	if (p->partitions > 0) {
+		if (dn_partition_name(buf, sizeof(buf), p->topic, i) != 0)
+			return -ENAMETOOLONG;
+		s->topic = dn_strdup(buf, &ok);
+		snprintf(buf, sizeof(buf), "%s-%u", p->name, i);
+		s->name = dn_strdup(buf, &ok);
+	} else {
+		s->topic = dn_strdup(p->topic, &ok);
+		s->name = dn_strdup(p->name, &ok);
+	}
+	/* Until a lookup answers, the service URL is the best guess. */
+	s->connect_url = dn_strdup(p->c->service_url, &ok);
+	s->broker_url = dn_strdup(p->c->service_url, &ok);
+	if (!ok)
+		return -ENOMEM;
+	dc_backoff_init(&s->backoff, DN_BACKOFF_INITIAL_MS, DN_BACKOFF_MAX_MS, 0);
+	ev_timer_init(&s->retry_timer, retry_cb, 0.0, 0.0);
+	s->retry_timer.data = s;
+	ev_init(&s->health_timer, health_cb);
+	s->health_timer.repeat = DN_HEALTH_INTERVAL_S;
+	s->health_timer.data = s;
+	return 0;
+}
+
+int dn_producer_new(struct dn_client *c, const struct dn_producer_opts *o, dn_ready_fn on_ready,
+		    dn_error_fn on_error, void *arg, struct dn_producer **out)
+{
+	struct dn_producer *p;
+	bool ok = true;
+	int err = 0;
+
+	*out = NULL;
+	if (c == NULL || o == NULL || o->topic == NULL || o->topic[0] == '\0' || o->name == NULL ||
+	    o->name[0] == '\0' || o->partitions > 100000)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	p->c = c;
+	p->topic = dn_strdup(o->topic, &ok);
+	p->name = dn_strdup(o->name, &ok);
+	if (o->schema_subject != NULL && o->schema_subject[0] != '\0')
+		p->schema_subject = dn_strdup(o->schema_subject, &ok);
+	p->schema_ready = p->schema_subject == NULL;
+	p->dispatch = o->dispatch;
+	p->max_inflight = o->max_inflight ? o->max_inflight : 1;
+	p->retry_limit_ms = o->retry_limit_ms;
+	p->partitions = o->partitions;
+	p->nsubs = o->partitions ? o->partitions : 1;
+	p->on_ready = on_ready;
+	p->on_error = on_error;
+	p->arg = arg;
+	ev_timer_init(&p->flush_timer, flush_cb, 0.0, 0.0);
+	p->flush_timer.data = p;
+	p->subs = calloc(p->nsubs, sizeof(*p->subs));
+	if (!ok || p->subs == NULL)
+		err = -ENOMEM;
+	for (uint32_t i = 0; err == 0 && i < p->nsubs; i++)
+		err = sub_init(p, i);
+	if (err != 0) {
+		producer_destroy(p);
+		return err;
+	}
+	for (uint32_t i = 0; i < p->nsubs; i++)
+		sub_start(&p->subs[i]);
+	*out = p;
+	return 0;
+}
+
+/* One allocation per message: the entry, its attribute array, payload and strings. */
+static struct entry *entry_new(const void *payload, size_t len, const struct dn_attr *attrs,
+			       size_t nattrs, const char *key)
+{
+	size_t off_attrs = sizeof(struct entry);
+	size_t off_payload = off_attrs + nattrs * sizeof(danube_StreamMessage_AttributesEntry);
+	size_t off_str, total;
+	struct entry *e;
+	char *str;
+
+	off_str = off_payload + len;
+	total = off_str + (key ? strlen(key) + 1 : 0);
+	for (size_t i = 0; i < nattrs; i++)
+		total += strlen(attrs[i].key) + strlen(attrs[i].value) + 2;
+	e = malloc(total);
+	if (e == NULL)
+		return NULL;
+	memset(e, 0, sizeof(*e));
+	e->attrs = (danube_StreamMessage_AttributesEntry *)((char *)e + off_attrs);
+	e->nattrs = (pb_size_t)nattrs;
+	e->payload.data = (uint8_t *)e + off_payload;
+	e->payload.len = len;
+	if (len > 0)
+		memcpy(e->payload.data, payload, len);
+	str = (char *)e + off_str;
+	for (size_t i = 0; i < nattrs; i++) {
+		size_t kl = strlen(attrs[i].key) + 1, vl = strlen(attrs[i].value) + 1;
+
+		e->attrs[i].key = memcpy(str, attrs[i].key, kl);
+		str += kl;
+		e->attrs[i].value = memcpy(str, attrs[i].value, vl);
+		str += vl;
+	}
+	if (key != NULL)
+		e->key = memcpy(str, key, strlen(key) + 1);
+	return e;
+}
+
+int dn_producer_send(struct dn_producer *p, const void *payload, size_t len,
+		     const struct dn_attr *attrs, size_t nattrs, const char *routing_key,
+		     dn_done_fn on_done, void *arg)
+{
+	size_t approx = len + 128 + strlen(p->topic) + strlen(p->name);
+	struct entry *e;
+	struct sub *s;
+	uint32_t idx;
+
+	if ((payload == NULL && len > 0) || (attrs == NULL && nattrs > 0) || nattrs > 65535 ||
+	    len > UINT32_MAX)
+		return -EINVAL;
+	if (p->failed || p->closing)
+		return -EPIPE;
+	for (size_t i = 0; i < nattrs; i++) {
+		if (attrs[i].key == NULL || attrs[i].value == NULL)
+			return -EINVAL;
+		approx += strlen(attrs[i].key) + strlen(attrs[i].value) + 8;
+	}
+	if (routing_key != NULL)
+		approx += strlen(routing_key) + 4;
+	if (approx > p->c->max_msg_size)
+		return -EMSGSIZE;
+	e = entry_new(payload, len, attrs, nattrs, routing_key);
+	if (e == NULL)
+		return -ENOMEM;
+	if (routing_key != NULL)
+		idx = dn_partition_for_key(routing_key, strlen(routing_key), p->nsubs);
+	else
+		idx = (uint32_t)(p->rr++ % p->nsubs);
+	s = &p->subs[idx];
+	e->s = s;
+	e->on_done = on_done;
+	e->arg = arg;
+	e->queued_ms = dc_now_ms();
+	e->publish_time = dc_wall_ms();
+	e->prev = s->tail;
+	if (s->tail != NULL)
+		s->tail->next = e;
+	else
+		s->head = e;
+	s->tail = e;
+	if (s->next_send == NULL)
+		s->next_send = e;
+	p->pending++;
+	enter(p);
+	sub_pump(s);
+	leave(p);
+	return 0;
+}
+
+size_t dn_producer_pending(const struct dn_producer *p)
+{
+	return p->pending;
+}
+
+void dn_producer_flush(struct dn_producer *p, dn_done_fn cb, void *arg)
+{
+	p->flush_cb = cb;
+	p->flush_arg = arg;
+	check_flush(p);
+}
+
+static void producer_destroy(struct dn_producer *p)
+{
+	struct ev_loop *loop = p->c->loop;
+
+	p->closing = true;
+	p->flush_cb = NULL;
+	ev_timer_stop(loop, &p->flush_timer);
+	dn_op_cancel(p->schema_op);
+	p->schema_op = NULL;
+	for (uint32_t i = 0; p->subs != NULL && i < p->nsubs; i++) {
+		struct sub *s = &p->subs[i];
+
+		ev_timer_stop(loop, &s->retry_timer);
+		ev_timer_stop(loop, &s->health_timer);
+		dn_op_cancel(s->lookup);
+		dn_rpc_cancel(s->create);
+		dn_rpc_cancel(s->health);
+		while (s->head != NULL)
+			entry_finish(s->head, DN_CANCELLED, "the producer was closed");
+		free(s->topic);
+		free(s->name);
+		free(s->connect_url);
+		free(s->broker_url);
+	}
+	free(p->subs);
+	free(p->topic);
+	free(p->name);
+	free(p->schema_subject);
+	free(p);
+}
+
+void dn_producer_close(struct dn_producer *p)
+{
+	if (p == NULL)
+		return;
+	if (p->depth > 0) {
+		p->closing = true;
+		return;
+	}
+	p->depth++;
+	producer_destroy(p);
+}

@@ -1,0 +1,23 @@
+/*
+ * The [mqtt] connection keys both MQTT connectors share, and turning a
+ * loaded configuration into struct dc_mqtt_opts.
+ */
+#ifndef DC_MQTT_OPTIONS_H
+#define DC_MQTT_OPTIONS_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "mqtt/client.h"
+
+extern const struct dc_cfg_key dc_mqtt_conn_keys[];
+extern const size_t dc_mqtt_nconn_keys;
+
+/*
+ * Fills o from cfg ([mqtt]); the default client_id is "danube-connect-NAME",
+ * kept in id_buf. Problems go to diag with their place. Returns 0 or -1.
+ */
+int dc_mqtt_opts_load(struct dc_mqtt_opts *o, const struct dc_config *cfg, const char *name,
+		      char *id_buf, size_t id_len, struct dc_diag *diag);
+
+#endif

@@ -1,0 +1,147 @@
+/*
+ * The connector runtime: a connector is a vtable of a few callbacks; the
+ * runtime owns main(), configuration, the libev loop, the Danube producer or
+ * consumer, batching, retries, the dead-letter topic, health, metrics and
+ * graceful drain.
+ *
+ * Notes for connector authors (engineer rt, implementation in
+ * libshared/runtime/worker_main.c, source.c, sink.c); the shape is unchanged:
+ * - dc_rt_submit also returns -EPIPE once SIGTERM started the drain (stop()
+ *   was called: read nothing more), -EINVAL without a topic, -ENOMEM.
+ * - A source's stop may be NULL: pause() is called instead.
+ * - At exit the connector's close() runs before the runtime releases its own
+ *   state: a sink holding a batch in close() must drop it without touching it
+ *   (the runtime frees those messages; they are not acknowledged).
+ * - A connector calls dc_rt_external_up() once its external system is
+ *   connected, else health stays "starting".
+ * - Metric topic names: the Danube topic of each record (sources), the
+ *   partition a message came from (sinks).
+ */
+#ifndef DC_RUNTIME_CONNECTOR_H
+#define DC_RUNTIME_CONNECTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "danube/client.h"
+
+struct ev_loop;
+struct dc_rt;
+
+/* The worker's loop, its connector name (file stem or CONNECTOR_NAME), its config. */
+struct ev_loop *dc_rt_loop(struct dc_rt *rt);
+const char *dc_rt_name(const struct dc_rt *rt);
+const struct dc_config *dc_rt_config(const struct dc_rt *rt);
+
+/*
+ * The external system's connection state: the worker is ready only when
+ * Danube and the external system are both up; while either is down it is
+ * degraded (or starting, before the first time both were up) with reason.
+ */
+void dc_rt_external_up(struct dc_rt *rt);
+void dc_rt_external_down(struct dc_rt *rt, const char *reason);
+
+/* Report an error in words (last error in status); error_type is a short class. */
+void dc_rt_report_error(struct dc_rt *rt, const char *topic, const char *error_type,
+			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* ------------------------------------------------------------------ sources */
+
+/* One record from the external system to Danube. */
+struct dc_record {
+	const void *payload;
+	size_t len;
+	const struct dn_attr *attrs;
+	size_t nattrs;
+	const char *routing_key; /* NULL: round-robin over partitions */
+	const char *topic;       /* Danube topic; NULL: [danube] topic */
+	uint64_t token;          /* the connector's position, handed back by committed() */
+	uint64_t received_us;    /* when it was received (dc_now_us); 0 = now */
+};
+
+/*
+ * Hand a record to the runtime (everything is copied). Returns 0, or -EAGAIN
+ * when the queue is full: the runtime has already called pause() and will
+ * call resume() once it drained; a source must stop reading then, and offer
+ * the record again after resume().
+ */
+int dc_rt_submit(struct dc_rt *rt, const struct dc_record *rec);
+
+struct dc_source_ops {
+	const char *type;              /* "source-mqtt": the binary and syslog names */
+	const struct dc_cfg_key *keys; /* the connector's own sections' keys */
+	size_t nkeys;
+	/*
+	 * Check the configuration beyond types (report FILE:LINE problems into
+	 * diag via dc_config_where) and allocate state. No I/O yet: --check
+	 * calls open and close only. Returns 0 or -1.
+	 */
+	int (*open)(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+		    struct dc_diag *diag);
+	/* Connect and start reading (asynchronously, on dc_rt_loop). Returns 0 or -1. */
+	int (*start)(void *state);
+	void (*pause)(void *state);
+	void (*resume)(void *state);
+	/*
+	 * Every record submitted up to and including the one carrying token is
+	 * acknowledged by the broker (called in submission order, the highest
+	 * contiguous token): the source may commit its position up to it.
+	 */
+	void (*committed)(void *state, uint64_t token);
+	/* Stop reading (drain is starting); may be NULL. */
+	void (*stop)(void *state);
+	/* Release everything. */
+	void (*close)(void *state);
+};
+
+/* ------------------------------------------------------------------- sinks */
+
+enum dc_write_result {
+	DC_WRITE_OK = 0,
+	DC_WRITE_RETRY = 1, /* transient: the runtime retries it with backoff */
+	DC_WRITE_FATAL = 2, /* this record can never succeed: on_error applies */
+};
+
+struct dc_sink_record {
+	const struct dn_message *msg; /* payload, attributes, topic, offset ... */
+	enum dc_write_result result;  /* set by the sink's write */
+	char error[256];              /* set by the sink when not OK: why, in words */
+	const char *error_type;       /* short class when not OK ("external", "invalid_data") */
+};
+
+struct dc_batch {
+	struct dc_sink_record *records;
+	size_t n;
+	unsigned attempt; /* 0 on the first write, then 1.. for retries */
+};
+
+/* The sink finished a batch: every record's result is set. */
+void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch);
+
+struct dc_sink_ops {
+	const char *type;
+	const struct dc_cfg_key *keys;
+	size_t nkeys;
+	int (*open)(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+		    struct dc_diag *diag);
+	int (*start)(void *state);
+	/*
+	 * Write a batch, asynchronously: set each record's result, then call
+	 * dc_rt_write_done (possibly from inside write). One batch at a time.
+	 */
+	void (*write)(void *state, struct dc_batch *batch);
+	void (*close)(void *state);
+};
+
+/*
+ * A worker's main(): options -c/--config FILE, --check, -h, -V; loads
+ * configuration (common sections + ops->keys), runs the loop until
+ * SIGTERM/SIGINT, drains, exits 0 (78 on a configuration error, 69 when
+ * a dependency refuses us for good, 1 otherwise).
+ */
+int dc_source_main(int argc, char **argv, const struct dc_source_ops *ops);
+int dc_sink_main(int argc, char **argv, const struct dc_sink_ops *ops);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * The runtime's private state, shared by worker_main.c (options, config,
+ * loop, health), source.c (queue and producers) and sink.c (batches).
+ */
+#ifndef DC_RUNTIME_INTERNAL_H
+#define DC_RUNTIME_INTERNAL_H
+
+#include <ev.h>
+
+#include "backoff.h"
+#include "ipc/ipc.h"
+#include "runtime/connector.h"
+
+enum rt_on_error { RT_ON_ERROR_FAIL, RT_ON_ERROR_SKIP, RT_ON_ERROR_DLQ };
+
+/* One producer per distinct Danube topic, created on first use. */
+struct rt_producer {
+	struct rt_producer *next;
+	struct dc_rt *rt;
+	char *topic;
+	struct dn_producer *p;
+	bool ready;
+};
+
+struct rt_src_rec;  /* source.c */
+struct rt_sink_msg; /* sink.c */
+
+struct dc_rt {
+	struct ev_loop *loop;
+	char *name;
+	struct dc_config *cfg;
+	struct dc_ipc *ipc;
+	struct dn_client *client;
+	ev_signal sigterm_w, sigint_w;
+	ev_timer stop_timer;
+	bool stopping;
+	int exit_code;
+
+	/* health */
+	bool danube_up, external_up, ever_ready;
+	char *external_reason;
+
+	/* [runtime] */
+	enum rt_on_error on_error;
+	const char *dlq_topic;
+	int64_t max_retries, retry_backoff_ms, retry_backoff_max_ms;
+	int64_t batch_size, batch_timeout_ms, queue_size, stop_timeout_ms;
+
+	struct rt_producer *producers;
+
+	const struct dc_source_ops *sops;
+	const struct dc_sink_ops *kops;
+	void *state;
+
+	/* source */
+	struct rt_src_rec *q_head, *q_tail;
+	size_t q_len;
+	bool paused;
+	size_t dlq_pending;
+
+	/* sink */
+	struct dn_consumer *consumer;
+	struct rt_sink_msg *pend_head, *pend_tail;
+	size_t pend_len;
+	struct dc_batch batch;
+	struct rt_sink_msg **batch_msgs;
+	bool batch_busy;  /* the sink's write is running */
+	bool batch_retry; /* waiting for retry_timer */
+	struct dc_backoff backoff;
+	ev_timer batch_timer, retry_timer;
+	ev_idle kick;
+	size_t acks_pending;
+};
+
+/* worker_main.c */
+void rt_health_update(struct dc_rt *rt);
+void rt_danube_up(struct dc_rt *rt);
+/* Leave the loop now with exit code code (the first caller wins). */
+void rt_fail(struct dc_rt *rt, int code);
+/* A permanent producer/consumer failure: 69 when refused for good, else 1. */
+void rt_dependency_failed(struct dc_rt *rt, int code, const char *error);
+/* The drain finished: leave the loop with exit code 0. */
+void rt_drained(struct dc_rt *rt);
+/* The producer of topic, created on demand; NULL on failure (logged). */
+struct rt_producer *rt_producer_get(struct dc_rt *rt, const char *topic);
+void rt_producers_close(struct dc_rt *rt);
+
+/* source.c */
+int rt_source_start(struct dc_rt *rt);
+void rt_source_stop(struct dc_rt *rt);
+void rt_source_free(struct dc_rt *rt);
+
+/* sink.c */
+int rt_sink_start(struct dc_rt *rt);
+void rt_sink_stop(struct dc_rt *rt);
+void rt_sink_free(struct dc_rt *rt);
+
+#endif

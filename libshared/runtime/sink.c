@@ -1,0 +1,437 @@
+/*
+ * The sink side of the runtime: one consumer, messages grouped into batches
+ * (batch_size / batch_timeout_ms), one batch written at a time, RETRY
+ * records retried with backoff, then on_error (fail, skip, dlq). A message
+ * is acknowledged only after the sink said OK or the DLQ took it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "runtime/internal.h"
+
+struct rt_sink_msg {
+	struct rt_sink_msg *next;
+	struct dc_rt *rt;
+	struct dn_message *msg;
+	struct dc_ipc_topic *metrics;
+	uint64_t received_us;
+	unsigned attempts;
+};
+
+static void start_batch(struct dc_rt *rt);
+
+static void msg_free(struct rt_sink_msg *m)
+{
+	dn_message_free(m->msg);
+	free(m);
+}
+
+/* Not acknowledged: the broker redelivers it. */
+static void hand_back(struct rt_sink_msg *m)
+{
+	m->metrics->inflight--;
+	msg_free(m);
+}
+
+static void maybe_drained(struct dc_rt *rt)
+{
+	if (rt->stopping && !rt->batch_busy && rt->acks_pending == 0 && rt->dlq_pending == 0)
+		rt_drained(rt);
+}
+
+static void on_acked(void *arg, int code, const char *error)
+{
+	struct dc_rt *rt = arg;
+
+	rt->acks_pending--;
+	/* A lost ack only means the broker delivers the message again. */
+	if (code != DN_OK)
+		dc_log_warn("acknowledgement failed: %s", error);
+	maybe_drained(rt);
+}
+
+/* Acknowledges m and frees it. */
+static void ack(struct dc_rt *rt, struct rt_sink_msg *m)
+{
+	m->metrics->inflight--;
+	if (dn_consumer_ack(rt->consumer, m->msg, on_acked, rt) == 0)
+		rt->acks_pending++;
+	else
+		dc_log_warn("%s: cannot acknowledge offset %llu", m->msg->topic,
+			    (unsigned long long)m->msg->offset);
+	msg_free(m);
+}
+
+struct dlq_send {
+	struct dc_rt *rt;
+	struct rt_sink_msg *m;
+};
+
+static void on_dlq_done(void *arg, int code, const char *error)
+{
+	struct dlq_send *d = arg;
+	struct dc_rt *rt = d->rt;
+	struct rt_sink_msg *m = d->m;
+
+	free(d);
+	rt->dlq_pending--;
+	if (code == DN_CANCELLED && rt->exit_code >= 0) {
+		msg_free(m);
+		return;
+	}
+	if (code != DN_OK) {
+		dc_rt_report_error(rt, m->msg->topic, "dlq", "cannot write to the DLQ %s: %s",
+				   rt->dlq_topic, error);
+		msg_free(m);
+		rt_fail(rt, 1);
+		return;
+	}
+	m->metrics->dlq++;
+	ack(rt, m);
+	maybe_drained(rt);
+}
+
+/* Produces m to the DLQ with attributes saying why; m is owned by it then. 0 or -1. */
+static int send_to_dlq(struct dc_rt *rt, struct rt_sink_msg *m, const char *why,
+		       const char *error_type)
+{
+	struct rt_producer *p = rt_producer_get(rt, rt->dlq_topic);
+	const struct dn_message *msg = m->msg;
+	struct dlq_send *d = malloc(sizeof(*d));
+	char attempts[24], offset[24];
+	struct dn_attr *a = calloc(msg->nattrs + 5, sizeof(*a));
+	size_t n = 0, i;
+	int rc;
+
+	if (!p || !a || !d) {
+		free(a);
+		free(d);
+		return -1;
+	}
+	for (i = 0; i < msg->nattrs; i++)
+		a[n++] = msg->attrs[i];
+	snprintf(attempts, sizeof(attempts), "%u", m->attempts);
+	snprintf(offset, sizeof(offset), "%llu", (unsigned long long)msg->offset);
+	a[n++] = (struct dn_attr){"dlq.error", why};
+	a[n++] = (struct dn_attr){"dlq.error_type", error_type};
+	a[n++] = (struct dn_attr){"dlq.source_topic", msg->topic};
+	a[n++] = (struct dn_attr){"dlq.offset", offset};
+	a[n++] = (struct dn_attr){"dlq.attempts", attempts};
+	d->rt = rt;
+	d->m = m;
+	rc = dn_producer_send(p->p, msg->payload, msg->payload_len, a, n, msg->routing_key,
+			      on_dlq_done, d);
+	free(a);
+	if (rc != 0) {
+		free(d);
+		return -1;
+	}
+	rt->dlq_pending++;
+	return 0;
+}
+
+/* A record that will not succeed: on_error decides. Takes m. */
+static void record_failed(struct dc_rt *rt, struct rt_sink_msg *m, const char *why,
+			  const char *error_type)
+{
+	dc_rt_report_error(rt, m->msg->topic, error_type,
+			   "offset %llu failed after %u attempts: %s",
+			   (unsigned long long)m->msg->offset, m->attempts, why);
+	switch (rt->on_error) {
+	case RT_ON_ERROR_SKIP:
+		ack(rt, m);
+		return;
+	case RT_ON_ERROR_DLQ:
+		if (send_to_dlq(rt, m, why, error_type) == 0)
+			return;
+		dc_log_error("%s: cannot send offset %llu to the DLQ", m->msg->topic,
+			     (unsigned long long)m->msg->offset);
+		break;
+	case RT_ON_ERROR_FAIL:
+		break;
+	}
+	/* Not acknowledged: the broker redelivers it to the restarted worker. */
+	hand_back(m);
+	rt_fail(rt, 1);
+}
+
+static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dc_rt *rt = w->data;
+
+	rt->batch_retry = false;
+	if (rt->stopping) {
+		/* Handed back: the broker redelivers what was not acknowledged. */
+		size_t i;
+
+		for (i = 0; i < rt->batch.n; i++)
+			hand_back(rt->batch_msgs[i]);
+		rt->batch.n = 0;
+		maybe_drained(rt);
+		return;
+	}
+	rt->batch_busy = true;
+	rt->kops->write(rt->state, &rt->batch);
+}
+
+void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)
+{
+	size_t i, keep = 0;
+	struct dc_sink_record *r;
+	struct rt_sink_msg *m;
+	uint64_t now = dc_now_us();
+	uint64_t delay;
+
+	rt->batch_busy = false;
+	for (i = 0; i < batch->n; i++) {
+		r = &batch->records[i];
+		m = rt->batch_msgs[i];
+		m->attempts++;
+		switch (r->result) {
+		case DC_WRITE_OK:
+			m->metrics->processed++;
+			dc_ipc_hist_observe(&m->metrics->duration,
+					    (double)(now - m->received_us) / 1e6);
+			ack(rt, m);
+			break;
+		case DC_WRITE_RETRY:
+			if (m->attempts <= (unsigned)rt->max_retries && !rt->stopping &&
+			    rt->exit_code < 0) {
+				m->metrics->retried++;
+				rt->batch_msgs[keep] = m;
+				batch->records[keep] = *r;
+				keep++;
+			} else if (rt->stopping) {
+				hand_back(m);
+			} else {
+				record_failed(rt, m, r->error[0] ? r->error : "retries exhausted",
+					      r->error_type ? r->error_type : "external");
+			}
+			break;
+		default:
+			record_failed(rt, m, r->error[0] ? r->error : "the sink refused it",
+				      r->error_type ? r->error_type : "invalid_data");
+			break;
+		}
+	}
+	batch->n = keep;
+	if (keep > 0 && rt->exit_code < 0) {
+		batch->attempt++;
+		for (i = 0; i < keep; i++) {
+			batch->records[i].result = DC_WRITE_OK;
+			batch->records[i].error[0] = '\0';
+			batch->records[i].error_type = NULL;
+			batch->records[i].msg = rt->batch_msgs[i]->msg;
+		}
+		delay = dc_backoff_next(&rt->backoff);
+		dc_log_info("retrying %zu records in %llu ms (attempt %u)", keep,
+			    (unsigned long long)delay, batch->attempt);
+		rt->batch_retry = true;
+		ev_timer_set(&rt->retry_timer, (double)delay / 1000.0, 0.);
+		ev_timer_start(rt->loop, &rt->retry_timer);
+		return;
+	}
+	for (i = 0; i < keep; i++)
+		hand_back(rt->batch_msgs[i]);
+	batch->n = 0;
+	dc_backoff_reset(&rt->backoff);
+	maybe_drained(rt);
+	/* Not from inside write(): the sink may still be on the stack. */
+	if (rt->exit_code < 0 && !rt->stopping && rt->pend_len > 0)
+		ev_idle_start(rt->loop, &rt->kick);
+}
+
+static bool batch_idle(const struct dc_rt *rt)
+{
+	return !rt->batch_busy && !rt->batch_retry && rt->batch.n == 0;
+}
+
+static void start_batch(struct dc_rt *rt)
+{
+	struct rt_sink_msg *m;
+	size_t n = 0;
+
+	if (!batch_idle(rt) || rt->stopping || rt->pend_len == 0 || rt->exit_code >= 0)
+		return;
+	ev_timer_stop(rt->loop, &rt->batch_timer);
+	while (n < (size_t)rt->batch_size && (m = rt->pend_head)) {
+		rt->pend_head = m->next;
+		if (!rt->pend_head)
+			rt->pend_tail = NULL;
+		rt->pend_len--;
+		memset(&rt->batch.records[n], 0, sizeof(rt->batch.records[n]));
+		rt->batch.records[n].msg = m->msg;
+		rt->batch_msgs[n++] = m;
+	}
+	rt->batch.n = n;
+	rt->batch.attempt = 0;
+	dc_ipc_hist_observe(&rt->batch_msgs[0]->metrics->batch_size, (double)n);
+	rt->batch_busy = true;
+	rt->kops->write(rt->state, &rt->batch);
+}
+
+static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct dc_rt *rt = w->data;
+
+	ev_idle_stop(loop, w);
+	if (rt->pend_len >= (size_t)rt->batch_size)
+		start_batch(rt);
+	else if (rt->pend_len > 0 && !ev_is_active(&rt->batch_timer))
+		ev_timer_start(loop, &rt->batch_timer);
+}
+
+static void on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	start_batch(w->data);
+}
+
+static void on_message(void *arg, struct dn_message *msg)
+{
+	struct dc_rt *rt = arg;
+	struct rt_sink_msg *m = calloc(1, sizeof(*m));
+
+	if (!m || !(m->metrics = dc_ipc_topic(msg->topic))) {
+		/* Not acknowledged: the broker redelivers it. */
+		dc_log_error("out of memory receiving a message");
+		free(m);
+		dn_message_free(msg);
+		return;
+	}
+	if (rt->stopping || rt->exit_code >= 0) {
+		free(m);
+		dn_message_free(msg);
+		return;
+	}
+	m->rt = rt;
+	m->msg = msg;
+	m->received_us = dc_now_us();
+	m->metrics->received++;
+	m->metrics->inflight++;
+	if (rt->pend_tail)
+		rt->pend_tail->next = m;
+	else
+		rt->pend_head = m;
+	rt->pend_tail = m;
+	rt->pend_len++;
+	if (!batch_idle(rt))
+		return;
+	if (rt->pend_len >= (size_t)rt->batch_size)
+		start_batch(rt);
+	else if (!ev_is_active(&rt->batch_timer))
+		ev_timer_start(rt->loop, &rt->batch_timer);
+}
+
+static void on_consumer_ready(void *arg)
+{
+	rt_danube_up(arg);
+}
+
+static void on_consumer_error(void *arg, int code, const char *error)
+{
+	rt_dependency_failed(arg, code, error);
+}
+
+static enum dn_sub_type sub_type(const char *s)
+{
+	if (s && strcmp(s, "exclusive") == 0)
+		return DN_SUB_EXCLUSIVE;
+	if (s && strcmp(s, "failover") == 0)
+		return DN_SUB_FAILOVER;
+	if (s && strcmp(s, "key_shared") == 0)
+		return DN_SUB_KEY_SHARED;
+	return DN_SUB_SHARED;
+}
+
+int rt_sink_start(struct dc_rt *rt)
+{
+	struct dn_consumer_opts o = {0};
+	int rc;
+
+	rt->batch.records = calloc((size_t)rt->batch_size, sizeof(*rt->batch.records));
+	rt->batch_msgs = calloc((size_t)rt->batch_size, sizeof(*rt->batch_msgs));
+	if (!rt->batch.records || !rt->batch_msgs) {
+		dc_log_error("out of memory allocating a batch of %lld", (long long)rt->batch_size);
+		return -1;
+	}
+	dc_backoff_init(&rt->backoff, (uint64_t)rt->retry_backoff_ms,
+			(uint64_t)rt->retry_backoff_max_ms, 0);
+	ev_timer_init(&rt->batch_timer, on_batch_timer, (double)rt->batch_timeout_ms / 1000.0, 0.);
+	rt->batch_timer.data = rt;
+	ev_timer_init(&rt->retry_timer, on_retry_timer, 0., 0.);
+	rt->retry_timer.data = rt;
+	ev_idle_init(&rt->kick, on_kick);
+	rt->kick.data = rt;
+
+	o.topic = dc_config_str(rt->cfg, "danube", "topic");
+	o.subscription = dc_config_str(rt->cfg, "danube", "subscription");
+	if (!o.subscription)
+		o.subscription = rt->name;
+	o.name = rt->name;
+	o.type = sub_type(dc_config_str(rt->cfg, "danube", "subscription_type"));
+	if (!o.topic) {
+		dc_log_error("a sink needs [danube] topic");
+		return -1;
+	}
+	rc = dn_consumer_new(rt->client, &o, on_consumer_ready, on_message, on_consumer_error, rt,
+			     &rt->consumer);
+	if (rc != 0) {
+		dc_log_error("%s: cannot create the consumer: %s", o.topic, strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+void rt_sink_stop(struct dc_rt *rt)
+{
+	struct rt_sink_msg *m, *next;
+
+	ev_timer_stop(rt->loop, &rt->batch_timer);
+	ev_idle_stop(rt->loop, &rt->kick);
+	/* Not in a batch yet: handed back, the broker redelivers them. */
+	for (m = rt->pend_head; m; m = next) {
+		next = m->next;
+		hand_back(m);
+	}
+	rt->pend_head = rt->pend_tail = NULL;
+	rt->pend_len = 0;
+	if (rt->batch_retry) {
+		ev_timer_stop(rt->loop, &rt->retry_timer);
+		on_retry_timer(rt->loop, &rt->retry_timer, 0);
+	}
+	maybe_drained(rt);
+}
+
+void rt_sink_free(struct dc_rt *rt)
+{
+	struct rt_sink_msg *m, *next;
+	size_t i;
+
+	if (rt->batch.records) {
+		ev_timer_stop(rt->loop, &rt->batch_timer);
+		ev_timer_stop(rt->loop, &rt->retry_timer);
+		ev_idle_stop(rt->loop, &rt->kick);
+	}
+	/* DLQ sends still pending get DN_CANCELLED (and free their message) here. */
+	rt_producers_close(rt);
+	if (rt->consumer)
+		dn_consumer_close(rt->consumer);
+	rt->consumer = NULL;
+	for (m = rt->pend_head; m; m = next) {
+		next = m->next;
+		msg_free(m);
+	}
+	rt->pend_head = rt->pend_tail = NULL;
+	/* The sink was closed first: a batch it still held is released here. */
+	for (i = 0; i < rt->batch.n; i++)
+		msg_free(rt->batch_msgs[i]);
+	rt->batch.n = 0;
+	free(rt->batch.records);
+	free(rt->batch_msgs);
+	rt->batch.records = NULL;
+	rt->batch_msgs = NULL;
+}

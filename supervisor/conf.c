@@ -1,0 +1,248 @@
+/*
+ * Loading danube-connectd's configuration: [supervisor] from the global file
+ * and, from every *.ini in connectors_dir, the [connector] section (the worker
+ * checks its own sections itself).
+ */
+#include "conf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "config_keys.h"
+#include "log.h"
+
+static uint64_t file_digest(const char *path)
+{
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+	FILE *f = fopen(path, "re");
+	int c;
+
+	if (f == NULL)
+		return 0;
+	while ((c = getc(f)) != EOF) {
+		h ^= (unsigned char)c;
+		h *= 0x100000001b3ULL;
+	}
+	fclose(f);
+	return h;
+}
+
+/* Relative paths in the global file are relative to the file's directory. */
+static char *resolve(const char *global_file, const char *p)
+{
+	const char *slash;
+	char *out;
+
+	if (p[0] == '/' || p[0] == '\0' || (slash = strrchr(global_file, '/')) == NULL)
+		return strdup(p);
+	if (asprintf(&out, "%.*s/%s", (int)(slash - global_file), global_file, p) < 0)
+		return NULL;
+	return out;
+}
+
+/* A name goes into socket paths, syslog idents and metric labels. */
+static bool name_ok(const char *s)
+{
+	if (s[0] == '\0' || s[0] == '.' || s[0] == '-')
+		return false;
+	for (const char *p = s; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
+			return false;
+	}
+	return true;
+}
+
+static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, const char *dir,
+			  const char *fname, struct dc_diag *diag)
+{
+	static char *const no_env[] = {NULL};
+	struct sockaddr_un un;
+	struct dc_config_src src = {.envp = no_env};
+	struct dc_config *cfg = NULL;
+	const char *type;
+
+	memset(s, 0, sizeof(*s));
+	s->name = strndup(fname, strlen(fname) - 4);
+	if (asprintf(&s->path, "%s/%s", dir, fname) < 0)
+		s->path = NULL;
+	if (s->name == NULL || s->path == NULL)
+		return -1;
+	s->digest = file_digest(s->path);
+	if (!name_ok(s->name)) {
+		dc_diag_add(diag,
+			    "%s: connector name '%s' may only use letters, digits, '_', "
+			    "'-' and '.'",
+			    s->path, s->name);
+		return 0;
+	}
+	if (strlen(c->run_dir) + strlen(s->name) + 7 > sizeof(un.sun_path)) {
+		dc_diag_add(diag, "%s: name too long for an IPC socket in %s", s->path, c->run_dir);
+		return 0;
+	}
+	/* As a "global" file only [connector] is read, and checked strictly. */
+	src.global_file = s->path;
+	if (dc_config_load(&cfg, DC_CFG_KEYS_CONNECTOR, &src, diag) < 0)
+		return 0;
+	type = dc_config_str(cfg, "connector", "type");
+	if (type == NULL || !name_ok(type)) {
+		dc_diag_add(diag, "%s: connector.type: '%s' is not a worker program name",
+			    dc_config_where(cfg, "connector", "type"), type ? type : "");
+		dc_config_free(cfg);
+		return 0;
+	}
+	s->type = strdup(type);
+	s->type_where = strdup(dc_config_where(cfg, "connector", "type"));
+	s->enabled = dc_config_bool(cfg, "connector", "enabled");
+	dc_config_free(cfg);
+	if (s->type == NULL || s->type_where == NULL)
+		return -1;
+	s->valid = true;
+	return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct dc_conn_spec *)a)->name,
+		      ((const struct dc_conn_spec *)b)->name);
+}
+
+static int load_connectors(struct dc_supd_conf *c, struct dc_diag *diag)
+{
+	DIR *d = opendir(c->connectors_dir);
+	struct dirent *e;
+	size_t cap = 0;
+
+	if (d == NULL) {
+		dc_diag_add(diag, "%s: connectors_dir %s: cannot open: %s", c->global_file,
+			    c->connectors_dir, strerror(errno));
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+
+		if (e->d_name[0] == '.' || n < 5 || strcmp(e->d_name + n - 4, ".ini") != 0)
+			continue;
+		if (c->nconns == cap) {
+			struct dc_conn_spec *t =
+				realloc(c->conns, (cap ? cap * 2 : 8) * sizeof(*t));
+
+			if (t == NULL)
+				goto oom;
+			c->conns = t;
+			cap = cap ? cap * 2 : 8;
+		}
+		if (load_connector(&c->conns[c->nconns++], c, c->connectors_dir, e->d_name, diag) <
+		    0)
+			goto oom;
+	}
+	closedir(d);
+	if (c->nconns > 0)
+		qsort(c->conns, c->nconns, sizeof(*c->conns), by_name);
+	return 0;
+oom:
+	closedir(d);
+	dc_diag_add(diag, "%s: out of memory", c->connectors_dir);
+	return -1;
+}
+
+int dc_supd_conf_load(struct dc_supd_conf *out, const char *global_file, struct dc_diag *diag)
+{
+	struct dc_config_src src = {.file = global_file};
+	struct dc_config *cfg = NULL;
+	struct dc_supd_conf c;
+	enum dc_log_level level = DC_LOG_INFO;
+	struct dc_cfg_key *keys = NULL;
+	size_t nkeys = 0;
+	int rv;
+
+	memset(&c, 0, sizeof(c));
+	memset(out, 0, sizeof(*out));
+	/* The global file may also hold defaults for every connector's [danube] and [runtime]. */
+	if (dc_cfg_keys_concat(&keys, &nkeys, DC_CFG_KEYS_SUPERVISOR, DC_CFG_KEYS_DANUBE,
+			       DC_CFG_KEYS_RUNTIME, NULL) < 0) {
+		dc_diag_add(diag, "%s: out of memory", global_file);
+		return -1;
+	}
+	rv = dc_config_load(&cfg, keys, nkeys, &src, diag);
+	free(keys);
+	if (rv < 0)
+		return -1;
+	c.global_file = strdup(global_file);
+	c.connectors_dir = resolve(global_file, dc_config_str(cfg, "supervisor", "connectors_dir"));
+	c.run_dir = resolve(global_file, dc_config_str(cfg, "supervisor", "run_dir"));
+	c.worker_dir = resolve(global_file, dc_config_str(cfg, "supervisor", "worker_dir"));
+	c.metrics_listen = strdup(dc_config_str(cfg, "supervisor", "metrics_listen") ?: "");
+	(void)dc_log_level_parse(dc_config_str(cfg, "supervisor", "log_level"), &level);
+	c.log_level = (int)level;
+	(void)dc_log_facility_parse(dc_config_str(cfg, "supervisor", "syslog_facility"),
+				    &c.facility);
+	c.backoff_initial_ms =
+		(uint64_t)dc_config_int(cfg, "supervisor", "restart_backoff_initial_ms");
+	c.backoff_max_ms = (uint64_t)dc_config_int(cfg, "supervisor", "restart_backoff_max_ms");
+	c.restart_intensity = (unsigned)dc_config_int(cfg, "supervisor", "restart_intensity");
+	c.restart_period_ms = (uint64_t)dc_config_int(cfg, "supervisor", "restart_period_s") * 1000;
+	c.health_interval_ms = (uint64_t)dc_config_int(cfg, "supervisor", "health_interval_ms");
+	c.health_timeout_ms = (uint64_t)dc_config_int(cfg, "supervisor", "health_timeout_ms");
+	c.stop_timeout_ms = (uint64_t)dc_config_int(cfg, "supervisor", "stop_timeout_ms");
+	if (c.backoff_max_ms < c.backoff_initial_ms)
+		dc_diag_add(diag,
+			    "%s: supervisor.restart_backoff_max_ms must not be below "
+			    "restart_backoff_initial_ms",
+			    dc_config_where(cfg, "supervisor", "restart_backoff_max_ms"));
+	/* Otherwise every worker would look hung between two health rounds. */
+	if (c.health_timeout_ms <= c.health_interval_ms)
+		dc_diag_add(diag,
+			    "%s: supervisor.health_timeout_ms must be above health_interval_ms",
+			    dc_config_where(cfg, "supervisor", "health_timeout_ms"));
+	if (c.backoff_max_ms < c.backoff_initial_ms ||
+	    c.health_timeout_ms <= c.health_interval_ms) {
+		dc_config_free(cfg);
+		dc_supd_conf_free(&c);
+		return -1;
+	}
+	dc_config_free(cfg);
+	if (c.global_file == NULL || c.connectors_dir == NULL || c.run_dir == NULL ||
+	    c.worker_dir == NULL || c.metrics_listen == NULL) {
+		dc_diag_add(diag, "%s: out of memory", global_file);
+		dc_supd_conf_free(&c);
+		return -1;
+	}
+	if (load_connectors(&c, diag) < 0) {
+		dc_supd_conf_free(&c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+void dc_supd_conf_free(struct dc_supd_conf *c)
+{
+	for (size_t i = 0; i < c->nconns; i++) {
+		free(c->conns[i].name);
+		free(c->conns[i].path);
+		free(c->conns[i].type);
+		free(c->conns[i].type_where);
+	}
+	free(c->conns);
+	free(c->global_file);
+	free(c->connectors_dir);
+	free(c->run_dir);
+	free(c->worker_dir);
+	free(c->metrics_listen);
+	memset(c, 0, sizeof(*c));
+}
+
+const struct dc_conn_spec *dc_supd_conf_find(const struct dc_supd_conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->nconns; i++) {
+		if (strcmp(c->conns[i].name, name) == 0)
+			return &c->conns[i];
+	}
+	return NULL;
+}

@@ -1,0 +1,561 @@
+/*
+ * The connector runtime against the test broker, through two test
+ * connectors: echo-source (generated records) and collect-sink (records to
+ * a file, OK/RETRY/FATAL by rule).
+ */
+#include "broker.h"
+#include "control.pb.h"
+#include "harness.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static const char *ctl(void)
+{
+	return th_build_path("danube-connectctl");
+}
+
+static struct th_broker *broker(void)
+{
+	struct th_broker *b = th_broker_start(th_tmpdir(), NULL);
+
+	ck_assert_ptr_nonnull(b);
+	return b;
+}
+
+/* Writes dir/NAME.conf with the [connector]/[danube] head and extra text. */
+static const char *conf(const char *dir, const char *name, const char *type, struct th_broker *b,
+			const char *extra)
+{
+	static char path[8][512];
+	static int slot;
+	char *p = path[slot++ % 8];
+
+	snprintf(p, 512, "%s/%s.conf", dir, name);
+	ck_assert_int_eq(th_write_file(p,
+				       "[connector]\ntype = %s\nlog_level = debug\n\n"
+				       "[danube]\nservice_url = %s\n%s",
+				       type, th_broker_url(b), extra),
+			 0);
+	return p;
+}
+
+static struct th_proc *worker(const char *dir, const char *prog, const char *file)
+{
+	char *argv[] = {(char *)th_build_path(prog), "-c", (char *)file, NULL};
+
+	return th_spawn(dir, argv, NULL);
+}
+
+static int exit_code(int status)
+{
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* No sanitizer report in a worker's output (make SANITIZE=1). */
+static bool clean(const struct th_proc *p)
+{
+	return !th_proc_output_contains(p, "Sanitizer") &&
+	       !th_proc_output_contains(p, "runtime error:");
+}
+
+static void produce(struct th_broker *b, const char *topic, const char *lines)
+{
+	char *out = NULL;
+	char *argv[] = {(char *)ctl(), "produce",     "-u",         (char *)th_broker_url(b),
+			"-t",          (char *)topic, "--reliable", "-a",
+			"orig=yes",    NULL};
+	int rc = th_run_input(argv, lines, &out, 20000);
+
+	ck_assert_msg(rc == 0, "produce exited %d: %s", rc, out);
+	free(out);
+}
+
+static size_t count_lines(const char *path)
+{
+	char *s = th_read_file(path);
+	size_t n = 0;
+
+	for (char *p = s; p && *p; p++)
+		n += *p == '\n';
+	free(s);
+	return n;
+}
+
+START_TEST(source_records_arrive_in_order_with_attributes)
+{
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	char *log, want[64];
+	const char *at;
+	int status;
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/echo", "--reliable", NULL),
+			 0);
+	char *cargv[] = {(char *)ctl(),  "consume",
+			 "-u",           (char *)th_broker_url(b),
+			 "-t",           "/default/echo",
+			 "-s",           "t",
+			 "--type",       "exclusive",
+			 "-n",           "50",
+			 "--attributes", NULL};
+	struct th_proc *cons = th_spawn(dir, cargv, NULL);
+
+	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/echo"), 10000));
+	struct th_proc *w = worker(dir, "tests/workers/echo-source",
+				   conf(dir, "echo", "echo-source", b,
+					"topic = /default/echo\ndispatch = reliable\n"
+					"[echo]\ncount = 50\n"));
+	ck_assert(th_proc_wait(cons, 20000, &status));
+	ck_assert_int_eq(exit_code(status), 0);
+	log = th_proc_output(cons);
+	at = log;
+	for (int i = 1; i <= 50; i++) {
+		const char *a, *b2;
+
+		snprintf(want, sizeof(want), "rec-%d\n", i);
+		a = strstr(at, want);
+		ck_assert_msg(a != NULL, "missing %s in order in:\n%s", want, log);
+		/* The attributes precede the payload on its line. */
+		b2 = a;
+		while (b2 > log && b2[-1] != '\n')
+			b2--;
+		snprintf(want, sizeof(want), "seq=%d\t", i);
+		ck_assert_msg(strstr(b2, want) == b2 ||
+				      memmem(b2, (size_t)(a - b2), want, strlen(want)),
+			      "no %s on line of rec-%d", want, i);
+		ck_assert(memmem(b2, (size_t)(a - b2), "src=echo\t", 9) != NULL);
+		at = a + 1;
+	}
+	free(log);
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 50"), 10000));
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+	ck_assert(th_proc_output_contains(w, "drained, exiting"));
+}
+END_TEST
+
+/* Commits come only from broker acks; a small queue pauses the source, nothing is lost. */
+START_TEST(backpressure_pauses_until_broker_acks_then_delivers_all)
+{
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	char *log;
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/bp", "--reliable", NULL), 0);
+	th_broker_stop(b);
+	struct th_proc *w = worker(dir, "tests/workers/echo-source",
+				   conf(dir, "bp", "echo-source", b,
+					"topic = /default/bp\n[runtime]\nqueue_size = 8\n"
+					"[echo]\ncount = 200\n"));
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo paused at 9"), 10000));
+	ck_assert(!th_proc_output_contains(w, "echo committed"));
+	th_broker_restart(b);
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 200"), 30000));
+	ck_assert(th_proc_output_contains(w, "echo resumed"));
+	/* Commits are in submission order. */
+	log = th_proc_output(w);
+	unsigned long last = 0, v;
+	for (const char *p = log; (p = strstr(p, "echo committed ")); p++) {
+		v = strtoul(p + 15, NULL, 10);
+		ck_assert_msg(v > last, "commit %lu after %lu", v, last);
+		last = v;
+	}
+	free(log);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+START_TEST(source_undeliverable_record_skip_or_fail)
+{
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	char *log;
+	int status;
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/big", "--reliable", NULL), 0);
+	char *cargv[] = {(char *)ctl(), "consume",      "-u", (char *)th_broker_url(b),
+			 "-t",          "/default/big", "-s", "t",
+			 "--type",      "exclusive",    "-n", "2",
+			 NULL};
+	struct th_proc *cons = th_spawn(dir, cargv, NULL);
+
+	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/big"), 10000));
+	/* skip: record 2 is counted and passed over, 3 still commits. */
+	struct th_proc *w = worker(dir, "tests/workers/echo-source",
+				   conf(dir, "big", "echo-source", b,
+					"topic = /default/big\n[runtime]\non_error = skip\n"
+					"[echo]\ncount = 3\nbig_seq = 2\n"));
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 3"), 10000));
+	ck_assert(th_proc_output_contains(w, "record 2 not delivered"));
+	ck_assert(th_proc_wait(cons, 15000, &status));
+	log = th_proc_output(cons);
+	ck_assert_msg(strstr(log, "rec-1\nrec-3\n") != NULL, "%s", log);
+	free(log);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+
+	/* fail: the worker exits 1 and never commits past record 1. */
+	w = worker(dir, "tests/workers/echo-source",
+		   conf(dir, "big2", "echo-source", b,
+			"topic = /default/big\n[runtime]\non_error = fail\n"
+			"[echo]\ncount = 3\nbig_seq = 2\n"));
+	ck_assert(th_proc_wait(w, 15000, &status));
+	ck_assert_int_eq(exit_code(status), 1);
+	ck_assert(!th_proc_output_contains(w, "echo committed 2"));
+	ck_assert(!th_proc_output_contains(w, "echo committed 3"));
+	ck_assert(clean(w));
+}
+END_TEST
+
+static struct th_proc *sink(struct th_broker *b, const char *dir, const char *name, const char *out,
+			    const char *runtime, const char *collect)
+{
+	char extra[1024];
+
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/in\nsubscription = s\nsubscription_type = exclusive\n"
+		 "[runtime]\nbatch_size = 10\nbatch_timeout_ms = 50\nretry_backoff_ms = 10\n"
+		 "retry_backoff_max_ms = 50\n%s\n[collect]\nout_file = %s\n%s\n",
+		 runtime, out, collect);
+	return worker(dir, "tests/workers/collect-sink", conf(dir, name, "collect-sink", b, extra));
+}
+
+static struct th_broker *sink_broker(void)
+{
+	struct th_broker *b = broker();
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/in", "--reliable", NULL), 0);
+	return b;
+}
+
+START_TEST(sink_writes_in_order_and_retries_then_ok)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], *s;
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	struct th_proc *w = sink(b, dir, "col", out, "max_retries = 3", "retry_first = 2");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "m1\nm2\nm3\nm4\nm5\n");
+	ck_assert(TH_WAIT(count_lines(out) == 5, 15000));
+	s = th_read_file(out);
+	ck_assert_str_eq(s, "m1\nm2\nm3\nm4\nm5\n");
+	free(s);
+	ck_assert(th_proc_output_contains(w, "attempt 2"));
+	ck_assert(!th_proc_output_contains(w, "failed after"));
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+START_TEST(sink_acks_only_after_ok_unacked_come_back)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], *s;
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	/* The first worker holds its batch for a minute: killed mid-batch. */
+	struct th_proc *w = sink(b, dir, "col", out, "", "delay_ms = 60000");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "k1\nk2\nk3\n");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch"), 10000));
+	th_proc_stop(w, SIGKILL, 5000);
+	ck_assert_int_eq((int)count_lines(out), 0);
+	w = sink(b, dir, "col", out, "", "");
+	ck_assert(TH_WAIT(count_lines(out) == 3, 15000));
+	s = th_read_file(out);
+	ck_assert_str_eq(s, "k1\nk2\nk3\n");
+	free(s);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+START_TEST(sink_on_error_skip_acks_and_goes_on)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], *s;
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	struct th_proc *w = sink(b, dir, "col", out, "on_error = skip\nmax_retries = 2", "");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "a\npoison\nretry-forever\nb\n");
+	ck_assert(TH_WAIT(count_lines(out) == 2, 15000));
+	ck_assert(TH_WAIT(th_proc_output_count(w, "failed after") == 2, 10000));
+	s = th_read_file(out);
+	ck_assert_str_eq(s, "a\nb\n");
+	free(s);
+	ck_assert(th_proc_output_contains(w, "failed after 3 attempts"));
+	ck_assert(th_proc_running(w));
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+START_TEST(sink_on_error_dlq_produces_record_with_reasons)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], *s;
+	int status;
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/dlq", "--reliable", NULL), 0);
+	char *cargv[] = {(char *)ctl(),  "consume",
+			 "-u",           (char *)th_broker_url(b),
+			 "-t",           "/default/dlq",
+			 "-s",           "d",
+			 "--type",       "exclusive",
+			 "-n",           "1",
+			 "--attributes", NULL};
+	struct th_proc *cons = th_spawn(dir, cargv, NULL);
+	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/dlq"), 10000));
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	struct th_proc *w =
+		sink(b, dir, "col", out, "on_error = dlq\ndlq_topic = /default/dlq", "");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "x\npoison-pill\ny\n");
+	ck_assert(TH_WAIT(count_lines(out) == 2, 15000));
+	ck_assert(th_proc_wait(cons, 15000, &status));
+	ck_assert_int_eq(exit_code(status), 0);
+	s = th_proc_output(cons);
+	ck_assert_msg(strstr(s, "\tpoison-pill\n") != NULL, "%s", s);
+	ck_assert_msg(strstr(s, "orig=yes\t") != NULL, "%s", s);
+	ck_assert_msg(strstr(s, "dlq.error_type=invalid_data\t") != NULL, "%s", s);
+	ck_assert_msg(strstr(s, "dlq.error=payload contains \"poison\"\t") != NULL, "%s", s);
+	ck_assert_msg(strstr(s, "dlq.source_topic=/default/in") != NULL, "%s", s);
+	ck_assert_msg(strstr(s, "dlq.attempts=1\t") != NULL, "%s", s);
+	ck_assert_msg(strstr(s, "dlq.offset=") != NULL, "%s", s);
+	free(s);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+START_TEST(sink_on_error_fail_exits_without_ack)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], *s;
+	int status;
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	struct th_proc *w = sink(b, dir, "col", out, "on_error = fail\nmax_retries = 1",
+				 "retry_contains = boom");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "boom\n");
+	ck_assert(th_proc_wait(w, 15000, &status));
+	ck_assert_int_eq(exit_code(status), 1);
+	ck_assert(clean(w));
+	/* Not acknowledged: a worker that accepts it gets it again. */
+	w = sink(b, dir, "col", out, "", "retry_contains = nothing-matches");
+	ck_assert(TH_WAIT(count_lines(out) == 1, 15000));
+	s = th_read_file(out);
+	ck_assert_str_eq(s, "boom\n");
+	free(s);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+START_TEST(check_reports_file_line_and_exits_78)
+{
+	const char *dir = th_tmpdir();
+	char path[512], *out = NULL;
+
+	snprintf(path, sizeof(path), "%s/bad.conf", dir);
+	th_write_file(path, "[connector]\ntype = collect-sink\n[runtime]\nbatch_size = zero\n"
+			    "on_error = dlq\n[collect]\nout_file = relative\n");
+	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c", path, "--check",
+			NULL};
+	int rc = th_run(argv, &out, 10000);
+	ck_assert_int_eq(rc, 78);
+	ck_assert_msg(strstr(out, "bad.conf:4:") != NULL, "%s", out);
+	free(out);
+
+	th_write_file(path, "[connector]\ntype = collect-sink\n[runtime]\non_error = dlq\n"
+			    "[collect]\nout_file = relative\n");
+	rc = th_run(argv, &out, 10000);
+	ck_assert_int_eq(rc, 78);
+	ck_assert_msg(strstr(out, "bad.conf:4: on_error = dlq needs") != NULL, "%s", out);
+	free(out);
+
+	th_write_file(path, "[connector]\ntype = collect-sink\n[collect]\nout_file = relative\n");
+	rc = th_run(argv, &out, 10000);
+	ck_assert_int_eq(rc, 78);
+	ck_assert_msg(strstr(out, "bad.conf:4: out_file must be an absolute path") != NULL, "%s",
+		      out);
+	free(out);
+
+	th_write_file(path, "[connector]\ntype = collect-sink\n[collect]\nout_file = /tmp/x\n");
+	rc = th_run(argv, &out, 10000);
+	ck_assert_msg(rc == 0, "%s", out);
+	free(out);
+}
+END_TEST
+
+/* One OP_HEALTH round trip to a worker's IPC socket; false when it did not answer. */
+static bool health(const char *url, dcctl_Response *resp)
+{
+	dcctl_Request req = dcctl_Request_init_default;
+	uint8_t buf[64];
+	pb_ostream_t os = pb_ostream_from_buffer(buf, sizeof(buf));
+	nng_msg *msg = NULL;
+	nng_socket s;
+	pb_istream_t is;
+	bool ok = false;
+
+	memset(resp, 0, sizeof(*resp));
+	req.version = dcctl_Version_VERSION_CURRENT;
+	req.op = dcctl_Op_OP_HEALTH;
+	if (!pb_encode(&os, dcctl_Request_fields, &req) || nng_req0_open(&s) != 0)
+		return false;
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 2000);
+	if (nng_dial(s, url, NULL, 0) == 0 && nng_send(s, buf, os.bytes_written, 0) == 0 &&
+	    nng_recvmsg(s, &msg, 0) == 0) {
+		is = pb_istream_from_buffer(nng_msg_body(msg), nng_msg_len(msg));
+		ok = pb_decode(&is, dcctl_Response_fields, resp) && resp->has_health;
+		if (!ok)
+			pb_release(dcctl_Response_fields, resp);
+		nng_msg_free(msg);
+	}
+	nng_close(s);
+	return ok;
+}
+
+struct want_health {
+	const char *url;
+	dcctl_HealthState state;
+	const char *reason; /* substring, or NULL */
+	uint64_t processed, failed;
+};
+
+static bool health_is(void *arg)
+{
+	struct want_health *w = arg;
+	dcctl_Response r;
+	bool ok;
+
+	if (!health(w->url, &r))
+		return false;
+	ok = r.health.state == w->state &&
+	     (!w->reason || (r.health.reason && strstr(r.health.reason, w->reason)));
+	if (ok && (w->processed || w->failed)) {
+		ok = r.health.topics_count == 1 && r.health.topics[0].processed == w->processed &&
+		     r.health.topics[0].received == w->processed + w->failed &&
+		     r.health.topics[0].failed_count == 1 &&
+		     r.health.topics[0].failed[0].count == w->failed &&
+		     r.health.topics[0].inflight == 0;
+	}
+	pb_release(dcctl_Response_fields, &r);
+	return ok;
+}
+
+START_TEST(health_starting_until_danube_then_ready_with_metrics)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], url[600], env[620];
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
+	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
+	th_broker_stop(b);
+	char extra[1024];
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/in\nsubscription = s\nsubscription_type = exclusive\n"
+		 "[runtime]\nbatch_timeout_ms = 20\non_error = skip\nmax_retries = 5\n"
+		 "retry_backoff_ms = 300\nretry_backoff_max_ms = 300\n"
+		 "[collect]\nout_file = %s\n",
+		 out);
+	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c",
+			(char *)conf(dir, "h", "collect-sink", b, extra), NULL};
+	char *envv[] = {env, NULL};
+	struct th_proc *w = th_spawn(dir, argv, envv);
+	struct want_health want = {url, dcctl_HealthState_HEALTH_STARTING, "connecting to Danube",
+				   0, 0};
+
+	ck_assert(th_wait_for(health_is, &want, 10000));
+	th_broker_restart(b);
+	want.state = dcctl_HealthState_HEALTH_READY;
+	want.reason = NULL;
+	ck_assert(th_wait_for(health_is, &want, 20000));
+	produce(b, "/default/in", "h1\npoison\nh2\n");
+	want.processed = 2;
+	want.failed = 1;
+	ck_assert(th_wait_for(health_is, &want, 15000));
+	/* The target reports itself down while its record is retried, then up. */
+	produce(b, "/default/in", "target-down\n");
+	want = (struct want_health){url, dcctl_HealthState_HEALTH_DEGRADED, "collect: target down",
+				    0, 0};
+	ck_assert(th_wait_for(health_is, &want, 15000));
+	want = (struct want_health){url, dcctl_HealthState_HEALTH_READY, NULL, 3, 1};
+	ck_assert(th_wait_for(health_is, &want, 15000));
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+/* A batch in the sink's hands at SIGTERM is finished and acknowledged before exit 0. */
+START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512];
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	struct th_proc *w = sink(b, dir, "col", out, "stop_timeout_ms = 20000", "delay_ms = 1000");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "t1\nt2\n");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch"), 10000));
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 15000)), 0);
+	ck_assert(clean(w));
+	ck_assert_int_eq((int)count_lines(out), 2);
+	ck_assert(th_proc_output_contains(w, "drained, exiting"));
+	/* Acknowledged: a new worker on the subscription gets only what comes next. */
+	w = sink(b, dir, "col", out, "", "");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "t3\n");
+	ck_assert(TH_WAIT(count_lines(out) == 3, 15000));
+	char *s = th_read_file(out);
+	ck_assert_str_eq(s, "t1\nt2\nt3\n");
+	free(s);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("runtime");
+	TCase *tc = tcase_create("runtime");
+
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, check_reports_file_line_and_exits_78);
+	tcase_add_test(tc, source_records_arrive_in_order_with_attributes);
+	tcase_add_test(tc, backpressure_pauses_until_broker_acks_then_delivers_all);
+	tcase_add_test(tc, source_undeliverable_record_skip_or_fail);
+	tcase_add_test(tc, sink_writes_in_order_and_retries_then_ok);
+	tcase_add_test(tc, sink_acks_only_after_ok_unacked_come_back);
+	tcase_add_test(tc, sink_on_error_skip_acks_and_goes_on);
+	tcase_add_test(tc, sink_on_error_dlq_produces_record_with_reasons);
+	tcase_add_test(tc, sink_on_error_fail_exits_without_ack);
+	tcase_add_test(tc, health_starting_until_danube_then_ready_with_metrics);
+	tcase_add_test(tc, sigterm_finishes_batch_in_flight_and_exits_0);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+TH_MAIN(suite)

@@ -1,0 +1,175 @@
+/*
+ * collect-sink: a test sink on the connector runtime. It appends each OK
+ * record's payload as a line to [collect] out_file, and answers by rule:
+ * a payload containing fatal_contains -> FATAL; containing retry_contains ->
+ * always RETRY; any other record RETRY on its first retry_first attempts.
+ * With delay_ms the write completes that much later (a batch in flight).
+ * Logs "collect batch N attempt A".
+ *
+ * [collect] keys: out_file (required), fatal_contains (default "poison"),
+ * retry_contains (default "retry-forever"), retry_first (default 0),
+ * delay_ms (default 0), down_contains (default "target-down": while such a
+ * record is retried the sink reports its target down, RETRY; it is written
+ * on the attempt after down_attempts (default 2), and the target is up again).
+ */
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "runtime/connector.h"
+
+static const struct dc_cfg_key collect_keys[] = {
+	{"collect", "out_file", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
+	{"collect", "fatal_contains", DC_CFG_STRING, "poison", 0, 0, 0, NULL, NULL},
+	{"collect", "retry_contains", DC_CFG_STRING, "retry-forever", 0, 0, 0, NULL, NULL},
+	{"collect", "retry_first", DC_CFG_INT, "0", 0, 0, 1000, NULL, NULL},
+	{"collect", "delay_ms", DC_CFG_DURATION, "0", 0, 0, 0, NULL, NULL},
+	{"collect", "down_contains", DC_CFG_STRING, "target-down", 0, 0, 0, NULL, NULL},
+	{"collect", "down_attempts", DC_CFG_INT, "2", 0, 0, 1000, NULL, NULL},
+};
+
+struct collect {
+	struct dc_rt *rt;
+	FILE *out;
+	const char *path, *fatal, *retry, *down;
+	int64_t retry_first, delay_ms, down_attempts;
+	bool is_down;
+	ev_timer delay_w;
+	struct dc_batch *batch;
+};
+
+static bool contains(const struct dn_message *m, const char *needle)
+{
+	return needle && *needle && memmem(m->payload, m->payload_len, needle, strlen(needle));
+}
+
+static void finish(struct collect *c, struct dc_batch *b)
+{
+	bool down = false;
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		struct dc_sink_record *r = &b->records[i];
+
+		if (contains(r->msg, c->down) && b->attempt < (unsigned)c->down_attempts) {
+			down = true;
+			r->result = DC_WRITE_RETRY;
+			r->error_type = "external";
+			snprintf(r->error, sizeof(r->error), "target down");
+		} else if (contains(r->msg, c->fatal)) {
+			r->result = DC_WRITE_FATAL;
+			r->error_type = "invalid_data";
+			snprintf(r->error, sizeof(r->error), "payload contains \"%s\"", c->fatal);
+		} else if (contains(r->msg, c->retry) || b->attempt < (unsigned)c->retry_first) {
+			r->result = DC_WRITE_RETRY;
+			r->error_type = "external";
+			snprintf(r->error, sizeof(r->error), "retry on attempt %u", b->attempt);
+		} else if (fwrite(r->msg->payload, 1, r->msg->payload_len, c->out) !=
+				   r->msg->payload_len ||
+			   fputc('\n', c->out) == EOF) {
+			r->result = DC_WRITE_RETRY;
+			r->error_type = "external";
+			snprintf(r->error, sizeof(r->error), "writing %s failed", c->path);
+		} else {
+			r->result = DC_WRITE_OK;
+		}
+	}
+	if (fflush(c->out) != 0)
+		dc_log_warn("collect: flushing %s failed", c->path);
+	if (down && !c->is_down)
+		dc_rt_external_down(c->rt, "collect: target down");
+	else if (!down && c->is_down)
+		dc_rt_external_up(c->rt);
+	c->is_down = down;
+	dc_rt_write_done(c->rt, b);
+}
+
+static void on_delay(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct collect *c = w->data;
+	struct dc_batch *b = c->batch;
+
+	c->batch = NULL;
+	finish(c, b);
+}
+
+static void collect_write(void *state, struct dc_batch *b)
+{
+	struct collect *c = state;
+
+	dc_log_info("collect batch %zu attempt %u", b->n, b->attempt);
+	if (c->delay_ms <= 0) {
+		finish(c, b);
+		return;
+	}
+	c->batch = b;
+	ev_timer_set(&c->delay_w, (double)c->delay_ms / 1000.0, 0.);
+	ev_timer_start(dc_rt_loop(c->rt), &c->delay_w);
+}
+
+static int collect_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+			struct dc_diag *diag)
+{
+	struct collect *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -1;
+	c->rt = rt;
+	c->path = dc_config_str(cfg, "collect", "out_file");
+	c->fatal = dc_config_str(cfg, "collect", "fatal_contains");
+	c->retry = dc_config_str(cfg, "collect", "retry_contains");
+	c->retry_first = dc_config_int(cfg, "collect", "retry_first");
+	c->delay_ms = dc_config_int(cfg, "collect", "delay_ms");
+	c->down = dc_config_str(cfg, "collect", "down_contains");
+	c->down_attempts = dc_config_int(cfg, "collect", "down_attempts");
+	ev_timer_init(&c->delay_w, on_delay, 0., 0.);
+	c->delay_w.data = c;
+	*state = c;
+	if (c->path[0] != '/') {
+		dc_diag_add(diag, "%s: out_file must be an absolute path",
+			    dc_config_where(cfg, "collect", "out_file"));
+		return -1;
+	}
+	return 0;
+}
+
+static int collect_start(void *state)
+{
+	struct collect *c = state;
+
+	c->out = fopen(c->path, "a");
+	if (!c->out) {
+		dc_log_error("collect: cannot open %s: %m", c->path);
+		return -1;
+	}
+	dc_rt_external_up(c->rt);
+	return 0;
+}
+
+static void collect_close(void *state)
+{
+	struct collect *c = state;
+
+	if (ev_is_active(&c->delay_w))
+		ev_timer_stop(dc_rt_loop(c->rt), &c->delay_w);
+	if (c->out)
+		fclose(c->out);
+	free(c);
+}
+
+static const struct dc_sink_ops collect_ops = {
+	.type = "collect-sink",
+	.keys = collect_keys,
+	.nkeys = sizeof(collect_keys) / sizeof(collect_keys[0]),
+	.open = collect_open,
+	.start = collect_start,
+	.write = collect_write,
+	.close = collect_close,
+};
+
+int main(int argc, char **argv)
+{
+	return dc_sink_main(argc, argv, &collect_ops);
+}

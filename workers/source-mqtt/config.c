@@ -1,0 +1,74 @@
+/* source-mqtt's keys: the shared [mqtt] connection keys plus [route NAME] sections. */
+#include <mosquitto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "mqtt/options.h"
+#include "smq.h"
+
+#define R "route"
+const struct dc_cfg_key smq_keys[] = {
+	{R, "mqtt_topic", DC_CFG_STRING, NULL, DC_CFG_REQUIRED | DC_CFG_MULTI, 0, 0, NULL, NULL},
+	{R, "qos", DC_CFG_INT, "1", DC_CFG_MULTI, 0, 2, NULL, NULL},
+	{R, "danube_topic", DC_CFG_STRING, NULL, DC_CFG_MULTI, 0, 0, NULL, NULL},
+};
+const size_t smq_nkeys = sizeof(smq_keys) / sizeof(smq_keys[0]);
+
+int smq_config_load(struct smq_config *c, const struct dc_config *cfg, const char *name,
+		    struct dc_diag *diag)
+{
+	const char **names;
+	size_t n = dc_config_sections(cfg, R, &names);
+	int bad = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (dc_mqtt_opts_load(&c->mqtt, cfg, name, c->client_id, sizeof(c->client_id), diag))
+		bad = 1;
+	if (n == 0) {
+		const char *file = dc_config_file(cfg);
+
+		dc_diag_add(diag, "%s: source-mqtt needs at least one [route NAME] section",
+			    file ? file : "configuration");
+		return -1;
+	}
+	c->routes = calloc(n, sizeof(*c->routes));
+	if (!c->routes) {
+		dc_diag_add(diag, "out of memory");
+		return -1;
+	}
+	c->nroutes = n;
+	for (size_t i = 0; i < n; i++) {
+		struct smq_route *r = &c->routes[i];
+
+		r->name = names[i];
+		r->filter = dc_config_str(cfg, names[i], "mqtt_topic");
+		r->qos = (int)dc_config_int(cfg, names[i], "qos");
+		r->danube_topic = dc_config_str(cfg, names[i], "danube_topic");
+		if (!r->filter || mosquitto_sub_topic_check(r->filter) != MOSQ_ERR_SUCCESS) {
+			dc_diag_add(diag, "%s: mqtt_topic is not a valid MQTT topic filter",
+				    dc_config_where(cfg, names[i], "mqtt_topic"));
+			bad = 1;
+		}
+		if (!r->danube_topic && !dc_config_str(cfg, "danube", "topic")) {
+			dc_diag_add(diag, "%s: [%s] needs danube_topic (or set [danube] topic)",
+				    dc_config_section_where(cfg, names[i])
+					    ? dc_config_section_where(cfg, names[i])
+					    : "configuration",
+				    names[i]);
+			bad = 1;
+		}
+	}
+	if (bad) {
+		smq_config_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+void smq_config_free(struct smq_config *c)
+{
+	free(c->routes);
+	c->routes = NULL;
+	c->nroutes = 0;
+}
