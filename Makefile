@@ -166,8 +166,8 @@ TEST_ENV = DC_BUILD_DIR=$(abspath $(BUILD)) DC_SRC_DIR=$(CURDIR) DC_PYTHON=$(PYT
            DC_SANITIZE=$(SANITIZE)
 
 check: all $(UNIT_BINS) $(INTEG_BINS) $(TESTWORKER_BINS) $(FUZZ_BINS)
-	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 	@$(call run-fuzzers,-runs=50000 -max_total_time=10)
+	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 
 check-unit: $(UNIT_BINS)
 	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS)
