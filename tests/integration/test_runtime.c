@@ -137,7 +137,7 @@ START_TEST(source_records_arrive_in_order_with_attributes)
 	}
 	free(log);
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 50"), 10000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 	ck_assert(th_proc_output_contains(w, "drained, exiting"));
 }
@@ -170,7 +170,7 @@ START_TEST(backpressure_pauses_until_broker_acks_then_delivers_all)
 		last = v;
 	}
 	free(log);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 }
 END_TEST
@@ -201,7 +201,7 @@ START_TEST(source_undeliverable_record_skip_or_fail)
 	log = th_proc_output(cons);
 	ck_assert_msg(strstr(log, "rec-1\nrec-3\n") != NULL, "%s", log);
 	free(log);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 
 	/* fail: the worker exits 1 and never commits past record 1. */
@@ -254,7 +254,7 @@ START_TEST(sink_writes_in_order_and_retries_then_ok)
 	free(s);
 	ck_assert(th_proc_output_contains(w, "attempt 2"));
 	ck_assert(!th_proc_output_contains(w, "failed after"));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 }
 END_TEST
@@ -278,7 +278,7 @@ START_TEST(sink_acks_only_after_ok_unacked_come_back)
 	s = th_read_file(out);
 	ck_assert_str_eq(s, "k1\nk2\nk3\n");
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 }
 END_TEST
@@ -300,7 +300,7 @@ START_TEST(sink_on_error_skip_acks_and_goes_on)
 	free(s);
 	ck_assert(th_proc_output_contains(w, "failed after 3 attempts"));
 	ck_assert(th_proc_running(w));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 }
 END_TEST
@@ -339,7 +339,7 @@ START_TEST(sink_on_error_dlq_produces_record_with_reasons)
 	ck_assert_msg(strstr(s, "dlq.attempts=1\t") != NULL, "%s", s);
 	ck_assert_msg(strstr(s, "dlq.offset=") != NULL, "%s", s);
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 }
 END_TEST
@@ -365,7 +365,7 @@ START_TEST(sink_on_error_fail_exits_without_ack)
 	s = th_read_file(out);
 	ck_assert_str_eq(s, "boom\n");
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 }
 END_TEST
@@ -503,7 +503,7 @@ START_TEST(health_starting_until_danube_then_ready_with_metrics)
 	ck_assert(th_wait_for(health_is, &want, 15000));
 	want = (struct want_health){url, dcctl_HealthState_HEALTH_READY, NULL, 3, 1};
 	ck_assert(th_wait_for(health_is, &want, 15000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 }
 END_TEST
@@ -532,7 +532,7 @@ START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 	char *s = th_read_file(out);
 	ck_assert_str_eq(s, "t1\nt2\nt3\n");
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(clean(w));
 }
 END_TEST
