@@ -6,8 +6,9 @@
  *
  * Notes for connector authors (engineer rt, implementation in
  * libshared/runtime/worker_main.c, source.c, sink.c); the shape is unchanged:
- * - dc_rt_submit also returns -EPIPE once SIGTERM started the drain (stop()
- *   was called: read nothing more), -EINVAL without a topic, -ENOMEM.
+ * - Inside stop(), dc_rt_submit still takes what the source holds, even
+ *   beyond queue_size (hand it over there: it is drained before exit); once
+ *   stop() returned it fails with -EPIPE. Also -EINVAL without a topic, -ENOMEM.
  * - A source's stop may be NULL: pause() is called instead.
  * - At exit the connector's close() runs before the runtime releases its own
  *   state: a sink holding a batch in close() must drop it without touching it

@@ -56,6 +56,10 @@ struct dc_rt {
 	struct rt_src_rec *q_head, *q_tail;
 	size_t q_len;
 	bool paused;
+	/* Inside the source's stop(): what it still holds is taken beyond queue_size. */
+	bool in_stop;
+	/* stop() has returned: no more records. */
+	bool intake_closed;
 	size_t dlq_pending;
 
 	/* sink */

@@ -213,13 +213,17 @@ int dc_rt_submit(struct dc_rt *rt, const struct dc_record *rec)
 	struct rt_src_rec *r;
 	int rc;
 
-	if (rt->stopping || rt->exit_code >= 0)
+	/*
+	 * A stopping source may still hand over what it holds (MQTT messages
+	 * already acknowledged to their broker) until its stop() returns.
+	 */
+	if (rt->intake_closed || rt->exit_code >= 0)
 		return -EPIPE;
 	if (!topic) {
 		dc_log_error("a record without a topic and no [danube] topic");
 		return -EINVAL;
 	}
-	if (rt->q_len >= (size_t)rt->queue_size) {
+	if (rt->q_len >= (size_t)rt->queue_size && !rt->in_stop) {
 		if (!rt->paused) {
 			rt->paused = true;
 			dc_log_debug("queue full (%zu): pausing the source", rt->q_len);
@@ -264,10 +268,13 @@ int rt_source_start(struct dc_rt *rt)
 
 void rt_source_stop(struct dc_rt *rt)
 {
+	rt->in_stop = true;
 	if (rt->sops->stop)
 		rt->sops->stop(rt->state);
 	else if (!rt->paused)
 		rt->sops->pause(rt->state);
+	rt->in_stop = false;
+	rt->intake_closed = true;
 	rt->paused = true;
 	maybe_drained(rt);
 }
