@@ -157,6 +157,9 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(LIBSHARED)
 
 # The supervisor's decision table is pure: its unit test links the object itself.
 $(BUILD)/tests/unit/test_worker_fsm: $(BUILD)/obj/supervisor/worker_fsm.o
+# So are source-postgres's decoder, events and positions.
+SPG_PURE := pgoutput event position
+$(BUILD)/tests/unit/test_pgoutput: $(SPG_PURE:%=$(BUILD)/obj/workers/source-postgres/%.o)
 
 $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $(LIBSHARED)
 	@mkdir -p $(dir $@)
@@ -222,6 +225,9 @@ fuzz: $(FUZZ_BINS)
 # FUZZ_BINS is defined after the check rule: add them to its prerequisites here.
 check: $(FUZZ_BINS)
 
+# source-postgres's decoder is not in libshared: its target links the objects.
+$(BUILD)/fuzz/bin/fuzz_pgoutput: $(SPG_PURE:%=$(BUILD)/fuzz/obj/workers/source-postgres/%.o)
+
 # ---------------------------------------------------------------- tools
 lint:
 	@scripts/lint $(SRC_FILES)
@@ -231,6 +237,10 @@ format:
 
 bench: all $(TESTWORKER_BINS)
 	@$(TEST_ENV) scripts/bench
+
+# The quick start: installs what is missing, builds, runs the example (scripts/demo).
+demo:
+	@DC_BUILD_DIR=$(abspath $(BUILD)) DC_PYTHON=$(PYTHON) scripts/demo
 
 # ---------------------------------------------------------------- install
 install: all

@@ -82,6 +82,8 @@ const struct dc_cfg_key dc_cfg_keys_runtime[] = {
 	{S, "poll_interval_ms", DC_CFG_DURATION, "100", 0, 1, MS_HOUR, NULL, "POLL_INTERVAL_MS"},
 	{S, "queue_size", DC_CFG_INT, "10000", 0, 1, 10000000, NULL, NULL},
 	{S, "stop_timeout_ms", DC_CFG_DURATION, "10000", 0, 10, MS_HOUR, NULL, NULL},
+	{S, "spool_dir", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
+	{S, "spool_fsync", DC_CFG_BOOL, NULL, 0, 0, 0, NULL, NULL}, /* unset: false */
 };
 #undef S
 const size_t dc_cfg_nkeys_runtime = sizeof(dc_cfg_keys_runtime) / sizeof(struct dc_cfg_key);

@@ -68,6 +68,7 @@ void dn_client_free(struct dn_client *c)
 		return;
 	while (c->ops != NULL)
 		dn_op_cancel(c->ops);
+	dn_state_free(c);
 	free(c->service_url);
 	free(c->token);
 	free(c->tls_ca);
@@ -97,7 +98,10 @@ int dn_client_conn(struct dn_client *c, const char *url, struct dc_grpc_conn **o
 	o.token = c->token;
 	o.tls_ca = c->tls_ca;
 	o.max_msg_size = c->max_msg_size;
-	return dc_grpc_conn_get(c->loop, &o, out);
+	r = dc_grpc_conn_get(c->loop, &o, out);
+	if (r == 0)
+		r = dn_state_track(c, *out);
+	return r;
 }
 
 static int scratch_grow(struct dn_client *c, size_t need)
@@ -231,6 +235,7 @@ int dn_rpc_start(struct dn_client *c, struct dc_grpc_conn *conn, const char *pat
 	r->resp_size = resp_size;
 	r->cb = cb;
 	r->arg = arg;
+	dn_state_touch(c, conn);
 	err = dn_encode(c, req_fields, req, &buf, &len);
 	if (err == 0)
 		err = dc_grpc_call_start(conn, path, buf, len, deadline_ms, rpc_on_msg, rpc_on_done,

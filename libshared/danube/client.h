@@ -66,6 +66,22 @@ int dn_client_new(struct ev_loop *loop, const struct dn_client_opts *opts, struc
  */
 void dn_client_free(struct dn_client *c);
 
+/*
+ * The client's connection state, for health. up = false with a reason
+ * ("connection to 127.0.0.1:6650 lost: ...", "connect to ...: Connection
+ * refused") when a broker connection the client used in the last
+ * DN_STATE_STALE_MS is lost or a connect attempt to it fails (once per
+ * failed attempt, each with its reason); up = true when, after that or at
+ * first, the connections it uses are established again. Producers and
+ * consumers recover by themselves meanwhile. Runs from the loop, never
+ * from inside another client call or callback; fn must not free the
+ * client. Set it before creating producers and consumers; fn NULL stops
+ * it. Returns 0 or -ENOMEM.
+ */
+#define DN_STATE_STALE_MS 15000u
+typedef void (*dn_state_fn)(void *arg, bool up, const char *reason);
+int dn_client_set_state_cb(struct dn_client *c, dn_state_fn fn, void *arg);
+
 /* Where a topic is served: connect to connect_url; broker_url is its identity. */
 struct dn_lookup_result {
 	const char *connect_url;

@@ -14,6 +14,7 @@
 
 struct dc_grpc_conn;
 struct dc_grpc_call;
+struct dc_grpc_listener;
 struct dn_rpc;
 
 /* RPC paths of the Danube API. */
@@ -38,6 +39,14 @@ struct dn_rpc;
 #define DN_BACKOFF_MAX_MS      5000u
 #define DN_ERRLEN              512
 
+/* A connection the client handed out, and what its state listener last heard. */
+struct dn_conn_ref {
+	struct dn_conn_ref *next;
+	const struct dc_grpc_conn *conn; /* compared, never dereferenced: it may be gone */
+	enum { DN_CONN_UNKNOWN, DN_CONN_UP, DN_CONN_DOWN } state;
+	uint64_t used_ms; /* monotonic time of the last call started on it */
+};
+
 struct dn_client {
 	struct ev_loop *loop;
 	char *service_url;
@@ -48,10 +57,22 @@ struct dn_client {
 	struct dn_op *ops; /* lookups etc. nobody holds a handle to: cancelled at free */
 	uint8_t *scratch;  /* encode buffer reused by every call */
 	size_t scratch_cap;
+	/* connection state (dn_client_set_state_cb); conns only while state_fn is set */
+	dn_state_fn state_fn;
+	void *state_arg;
+	struct dc_grpc_listener *listener;
+	struct dn_conn_ref *conns;
+	bool told_up; /* up was the last thing state_fn heard */
 };
 
 /* The shared connection for url (token implies TLS). */
 int dn_client_conn(struct dn_client *c, const char *url, struct dc_grpc_conn **out);
+
+/* state.c: remember conn as one the client uses (0 or -ENOMEM); a call starts on it. */
+int dn_state_track(struct dn_client *c, const struct dc_grpc_conn *conn);
+void dn_state_touch(struct dn_client *c, const struct dc_grpc_conn *conn);
+/* Stop listening and forget every connection. */
+void dn_state_free(struct dn_client *c);
 
 /*
  * A unary call: req encoded with req_fields; the answer decoded into a

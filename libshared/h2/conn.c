@@ -32,6 +32,14 @@
 static struct dc_h2_link registry = {&registry, &registry};
 static bool shutting_down;
 
+struct dc_grpc_listener {
+	struct dc_grpc_listener *prev, *next;
+	struct ev_loop *loop;
+	dc_grpc_state_fn fn;
+	void *arg;
+};
+static struct dc_grpc_listener *listeners;
+
 static bool sess_flush(struct dc_h2_sess *s, bool *progress);
 static void sess_lost(struct dc_h2_sess *s, const char *reason);
 static void sess_connect_failed(struct dc_h2_sess *s, const char *msg);
@@ -46,6 +54,13 @@ static void resolve_abandon(struct dc_h2_resolve *r);
 bool dc_h2_shutting_down(void)
 {
 	return shutting_down;
+}
+
+/* A loss or failed connect, for the listeners at the end of the loop iteration. */
+static void conn_note_down(struct dc_grpc_conn *conn, const char *msg)
+{
+	conn->downs++;
+	snprintf(conn->down_reason, sizeof(conn->down_reason), "%s", msg);
 }
 
 /* ---------------------------------------------------------------- teardown */
@@ -119,6 +134,7 @@ static void sess_lost(struct dc_h2_sess *s, const char *reason)
 	snprintf(msg, sizeof(msg), "connection to %s lost: %s", conn->authority, reason);
 	if (conn->sess == s) {
 		snprintf(conn->last_error, sizeof(conn->last_error), "%s", msg);
+		conn_note_down(conn, msg);
 		/* It was up: the next call reconnects at once. */
 		dc_backoff_reset(&conn->backoff);
 	}
@@ -156,6 +172,7 @@ static void sess_connect_failed(struct dc_h2_sess *s, const char *msg)
 	uint64_t delay;
 
 	snprintf(conn->last_error, sizeof(conn->last_error), "%s", msg);
+	conn_note_down(conn, msg);
 	sess_teardown(s, DC_GRPC_UNAVAILABLE, msg);
 	delay = dc_backoff_next(&conn->backoff);
 	dc_log_warn("gRPC: %s (retrying in %llu ms)", msg, (unsigned long long)delay);
@@ -840,16 +857,47 @@ static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
 	ev_idle_stop(loop, w);
 }
 
+static void tell_listeners(struct dc_grpc_conn *conn, bool up, const char *reason)
+{
+	for (struct dc_grpc_listener *l = listeners, *next; l != NULL; l = next) {
+		next = l->next;
+		if (l->loop == conn->loop)
+			l->fn(l->arg, conn, up, reason);
+	}
+}
+
+/*
+ * What changed since the listeners last heard: each loss or failed connect
+ * (a short blip within one iteration is told as down, then up), and up.
+ * A graceful retirement only forgets that up was told, so the next session
+ * is told again.
+ */
+static void conn_tell_state(struct dc_grpc_conn *conn)
+{
+	bool up = dc_grpc_conn_is_up(conn);
+	bool lost = conn->downs != conn->downs_told;
+
+	if (!lost && up == conn->up_told)
+		return;
+	conn->downs_told = conn->downs;
+	if (lost)
+		tell_listeners(conn, false, conn->down_reason);
+	if (up && (lost || !conn->up_told))
+		tell_listeners(conn, true, "");
+	conn->up_told = up;
+}
+
 /*
  * Once per loop iteration, before it blocks: deliver deferred completions
  * and write what every session has queued, so the calls made during one
- * iteration leave in one write.
+ * iteration leave in one write; then tell the listeners about state changes.
  */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct dc_grpc_conn *conn = w->data;
+	bool busy = true;
 
-	for (int round = 0; round < PREPARE_ROUNDS; round++) {
+	for (int round = 0; busy && round < PREPARE_ROUNDS; round++) {
 		bool progress = false;
 
 		while (!dc_h2_list_empty(&conn->deferred)) {
@@ -862,11 +910,12 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 			next = l->next;
 			sess_flush(DC_H2_CONTAINER(l, struct dc_h2_sess, link), &progress);
 		}
-		if (!progress)
-			return;
+		busy = progress;
 	}
 	/* Callbacks keep adding work: come back without blocking. */
-	dc_h2_conn_kick(conn);
+	if (busy)
+		dc_h2_conn_kick(conn);
+	conn_tell_state(conn);
 }
 
 static void on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1077,4 +1126,40 @@ int dc_grpc_conn_is_up(const struct dc_grpc_conn *conn)
 const char *dc_grpc_conn_last_error(const struct dc_grpc_conn *conn)
 {
 	return conn != NULL ? conn->last_error : "";
+}
+
+int dc_grpc_state_listen(struct ev_loop *loop, dc_grpc_state_fn fn, void *arg,
+			 struct dc_grpc_listener **out)
+{
+	struct dc_grpc_listener *l;
+
+	if (out != NULL)
+		*out = NULL;
+	if (loop == NULL || fn == NULL || out == NULL)
+		return -EINVAL;
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return -ENOMEM;
+	l->loop = loop;
+	l->fn = fn;
+	l->arg = arg;
+	l->next = listeners;
+	if (listeners != NULL)
+		listeners->prev = l;
+	listeners = l;
+	*out = l;
+	return 0;
+}
+
+void dc_grpc_state_unlisten(struct dc_grpc_listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		listeners = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	free(l);
 }

@@ -6,6 +6,7 @@
 #ifndef DC_H2_GRPC_H
 #define DC_H2_GRPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -95,6 +96,24 @@ void dc_grpc_call_cancel(struct dc_grpc_call *call);
 /* Connection state, for health: 1 connected, 0 connecting/down. */
 int dc_grpc_conn_is_up(const struct dc_grpc_conn *conn);
 const char *dc_grpc_conn_last_error(const struct dc_grpc_conn *conn);
+
+/*
+ * Connection state changes, for health: up = true when a connection's
+ * HTTP/2 session is established; up = false with the reason ("connection
+ * to HOST:PORT lost: ...", "connect to HOST:PORT: Connection refused")
+ * when an established session is lost or a connect attempt fails -- once
+ * per failed attempt. A session the server retires gracefully (GOAWAY) is
+ * no loss. Told from the loop (never from inside a gRPC call or callback)
+ * for every connection on that loop; conn identifies it only. fn must not
+ * call dc_grpc_shutdown_all or dc_grpc_state_unlisten.
+ */
+typedef void (*dc_grpc_state_fn)(void *arg, const struct dc_grpc_conn *conn, bool up,
+				 const char *reason);
+struct dc_grpc_listener;
+/* Returns 0 and *out, or -EINVAL / -ENOMEM. */
+int dc_grpc_state_listen(struct ev_loop *loop, dc_grpc_state_fn fn, void *arg,
+			 struct dc_grpc_listener **out);
+void dc_grpc_state_unlisten(struct dc_grpc_listener *l);
 
 /* The 5-byte gRPC frame: exposed for tests and the fuzzer. */
 void dc_grpc_frame_header(uint8_t hdr[5], uint32_t len);

@@ -93,6 +93,13 @@ struct dc_grpc_conn {
 	ev_prepare prep; /* flushes every session once per loop iteration */
 	ev_idle kick;    /* keeps the loop from blocking while work remains */
 	char last_error[512];
+	/*
+	 * State changes for the listeners (dc_grpc_state_listen), told from
+	 * the loop: losses and failed connects counted here, delivered later.
+	 */
+	unsigned downs, downs_told;
+	bool up_told;
+	char down_reason[512];
 };
 
 enum dc_h2_call_where {

@@ -39,6 +39,9 @@ struct dc_rt {
 	/* health */
 	bool danube_up, external_up, ever_ready;
 	char *external_reason;
+	/* The client lost its broker connection (danube_up: created once, still). */
+	bool danube_lost;
+	char *danube_reason;
 
 	/* [runtime] */
 	enum rt_on_error on_error;
@@ -61,6 +64,9 @@ struct dc_rt {
 	/* stop() has returned: no more records. */
 	bool intake_closed;
 	size_t dlq_pending;
+	/* [runtime] spool_dir: the write-ahead spool (source.c), NULL when off. */
+	struct dc_spool *spool;
+	bool spool_failing;
 
 	/* sink */
 	struct dn_consumer *consumer;

@@ -2,15 +2,18 @@
  * The source side of the runtime: a bounded FIFO of submitted records, each
  * sent to its topic's producer at once; committed() reports the contiguous
  * acknowledged prefix, and a full FIFO pauses the source (backpressure).
+ * With [runtime] spool_dir every record is also written ahead to a spool.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "clock.h"
 #include "log.h"
 #include "runtime/internal.h"
+#include "runtime/spool.h"
 
 struct rt_src_rec {
 	struct rt_src_rec *next;
@@ -23,9 +26,15 @@ struct rt_src_rec {
 	size_t nattrs;
 	char *routing_key;
 	uint64_t token;
+	uint64_t seq; /* in the spool */
 	uint64_t received_us;
 	unsigned attempts;
 	bool done;
+	/* Its DLQ copy goes without the payload (the payload is what the broker refused). */
+	bool dlq_stripped;
+	char *dlq_why; /* why it went to the DLQ, for a second try */
+	/* From the spool of a previous run: its token is not this source's. */
+	bool replayed;
 };
 
 static void rec_free(struct rt_src_rec *r)
@@ -38,6 +47,7 @@ static void rec_free(struct rt_src_rec *r)
 	}
 	free(r->attrs);
 	free(r->payload);
+	free(r->dlq_why);
 	free(r->routing_key);
 	free(r->topic);
 	free(r);
@@ -93,22 +103,41 @@ static void maybe_drained(struct dc_rt *rt)
 		rt_drained(rt);
 }
 
-/* Pops the acknowledged prefix and tells the source the last token of it. */
+static void spool_commit(struct dc_rt *rt, uint64_t seq)
+{
+	int rc = dc_spool_commit(rt->spool, seq);
+
+	/* A lost watermark only replays duplicates after a crash. */
+	if (rc != 0)
+		dc_log_warn("spool: cannot record the commit watermark: %s", strerror(-rc));
+}
+
+/*
+ * Pops the acknowledged prefix and tells the source the last token of it.
+ * Replayed records all precede live ones, so the live tokens still reach
+ * committed() in submission order.
+ */
 static void commit_prefix(struct dc_rt *rt)
 {
 	struct rt_src_rec *r;
-	uint64_t token = 0;
-	bool any = false;
+	uint64_t token = 0, seq = 0;
+	bool any = false, popped = false;
 
 	while ((r = rt->q_head) && r->done) {
 		rt->q_head = r->next;
 		if (!rt->q_head)
 			rt->q_tail = NULL;
 		rt->q_len--;
-		token = r->token;
-		any = true;
+		if (!r->replayed) {
+			token = r->token;
+			any = true;
+		}
+		seq = r->seq;
+		popped = true;
 		rec_free(r);
 	}
+	if (popped && rt->spool)
+		spool_commit(rt, seq);
 	if (any)
 		rt->sops->committed(rt->state, token);
 	maybe_resume(rt);
@@ -122,6 +151,8 @@ static void rec_finished(struct dc_rt *rt, struct rt_src_rec *r)
 	commit_prefix(rt);
 }
 
+static int send_to_dlq(struct dc_rt *rt, struct rt_src_rec *r, const char *why);
+
 static void on_dlq_done(void *arg, int code, const char *error)
 {
 	struct rt_src_rec *r = arg;
@@ -130,6 +161,12 @@ static void on_dlq_done(void *arg, int code, const char *error)
 	rt->dlq_pending--;
 	if (code == DN_CANCELLED && rt->exit_code >= 0)
 		return;
+	/* Too large for the DLQ as well: the attributes still say what was lost. */
+	if (code == DN_RESOURCE_EXHAUSTED && !r->dlq_stripped && r->len > 0) {
+		r->dlq_stripped = true;
+		if (send_to_dlq(rt, r, r->dlq_why ? r->dlq_why : error) == 0)
+			return;
+	}
 	if (code != DN_OK) {
 		dc_rt_report_error(rt, r->topic, "dlq", "cannot write to the DLQ %s: %s",
 				   rt->dlq_topic, error);
@@ -140,16 +177,20 @@ static void on_dlq_done(void *arg, int code, const char *error)
 	rec_finished(rt, r);
 }
 
-/* Sends r to the DLQ with attributes saying why; 0 or -1. */
+/*
+ * Sends r to the DLQ with attributes saying why; 0 or -1. A record refused
+ * for its size goes without its payload, with dlq.payload_omitted = its
+ * length in bytes, rather than not at all.
+ */
 static int send_to_dlq(struct dc_rt *rt, struct rt_src_rec *r, const char *why)
 {
 	struct rt_producer *p = rt_producer_get(rt, rt->dlq_topic);
 	struct dn_attr *a;
-	char attempts[24];
+	char attempts[24], omitted[24];
 	size_t n = 0, i;
-	int rc;
+	int rc = -EMSGSIZE;
 
-	a = calloc(r->nattrs + 4, sizeof(*a));
+	a = calloc(r->nattrs + 5, sizeof(*a));
 	if (!p || !a) {
 		free(a);
 		return -1;
@@ -157,11 +198,21 @@ static int send_to_dlq(struct dc_rt *rt, struct rt_src_rec *r, const char *why)
 	for (i = 0; i < r->nattrs; i++)
 		a[n++] = r->attrs[i];
 	snprintf(attempts, sizeof(attempts), "%u", r->attempts);
+	snprintf(omitted, sizeof(omitted), "%zu", r->len);
 	a[n++] = (struct dn_attr){"dlq.error", why};
 	a[n++] = (struct dn_attr){"dlq.error_type", "broker"};
 	a[n++] = (struct dn_attr){"dlq.source_topic", r->topic};
 	a[n++] = (struct dn_attr){"dlq.attempts", attempts};
-	rc = dn_producer_send(p->p, r->payload, r->len, a, n, r->routing_key, on_dlq_done, r);
+	if (!r->dlq_why)
+		r->dlq_why = strdup(why); /* without it a second try says the DLQ's error */
+	if (!r->dlq_stripped)
+		rc = dn_producer_send(p->p, r->payload, r->len, a, n, r->routing_key, on_dlq_done,
+				      r);
+	if (rc == -EMSGSIZE) {
+		r->dlq_stripped = true;
+		a[n++] = (struct dn_attr){"dlq.payload_omitted", omitted};
+		rc = dn_producer_send(p->p, "", 0, a, n, r->routing_key, on_dlq_done, r);
+	}
 	free(a);
 	if (rc != 0)
 		return -1;
@@ -206,12 +257,73 @@ static void on_sent(void *arg, int code, const char *error)
 	rec_finished(rt, r);
 }
 
+/*
+ * Writes r ahead to the spool. A failing disk does not stop the stream: the
+ * record is kept in memory only (what it was without a spool), said once.
+ */
+static void spool_write(struct dc_rt *rt, struct rt_src_rec *r)
+{
+	struct dc_spool_rec s = {
+		.topic = r->topic,
+		.routing_key = r->routing_key,
+		.attrs = r->attrs,
+		.nattrs = r->nattrs,
+		.payload = r->payload,
+		.len = r->len,
+	};
+	int rc = dc_spool_append(rt->spool, &s);
+
+	r->seq = s.seq;
+	if (rc != 0 && !rt->spool_failing) {
+		rt->spool_failing = true;
+		dc_rt_report_error(rt, r->topic, "spool",
+				   "cannot write to the spool (%s): records are kept in memory "
+				   "only until it works again",
+				   strerror(-rc));
+	} else if (rc == 0 && rt->spool_failing) {
+		rt->spool_failing = false;
+		dc_log_info("spool: writing again");
+	}
+}
+
+/* Queues a copy of rec and sends it; replay_seq: its place in the spool of a previous run. */
+static int enqueue(struct dc_rt *rt, const struct dc_record *rec, const char *topic,
+		   const uint64_t *replay_seq)
+{
+	struct rt_producer *p = rt_producer_get(rt, topic);
+	struct rt_src_rec *r = p ? rec_copy(rt, rec, topic) : NULL;
+	int rc;
+
+	if (!r || !(r->metrics = dc_ipc_topic(topic))) {
+		if (r)
+			rec_free(r);
+		return -ENOMEM;
+	}
+	if (replay_seq) {
+		r->seq = *replay_seq;
+		r->replayed = true;
+	} else if (rt->spool) {
+		spool_write(rt, r);
+	}
+	r->attempts = 1;
+	r->metrics->received++;
+	r->metrics->inflight++;
+	if (rt->q_tail)
+		rt->q_tail->next = r;
+	else
+		rt->q_head = r;
+	rt->q_tail = r;
+	rt->q_len++;
+	rc = dn_producer_send(p->p, r->payload, r->len, r->attrs, r->nattrs, r->routing_key,
+			      on_sent, r);
+	if (rc != 0)
+		rec_failed(rt, r, strerror(-rc));
+	return 0;
+}
+
 int dc_rt_submit(struct dc_rt *rt, const struct dc_record *rec)
 {
 	const char *topic = rec->topic ? rec->topic : dc_config_str(rt->cfg, "danube", "topic");
-	struct rt_producer *p;
-	struct rt_src_rec *r;
-	int rc;
 
 	/*
 	 * A stopping source may still hand over what it holds (MQTT messages
@@ -231,26 +343,64 @@ int dc_rt_submit(struct dc_rt *rt, const struct dc_record *rec)
 		}
 		return -EAGAIN;
 	}
-	p = rt_producer_get(rt, topic);
-	r = p ? rec_copy(rt, rec, topic) : NULL;
-	if (!r || !(r->metrics = dc_ipc_topic(topic))) {
-		if (r)
-			rec_free(r);
-		return -ENOMEM;
+	return enqueue(rt, rec, topic, NULL);
+}
+
+static int replay_one(void *arg, const struct dc_spool_rec *s)
+{
+	struct dc_rt *rt = arg;
+	struct dc_record rec = {
+		.payload = s->payload,
+		.len = s->len,
+		.attrs = s->attrs,
+		.nattrs = s->nattrs,
+		.routing_key = s->routing_key,
+		.topic = s->topic,
+	};
+
+	return enqueue(rt, &rec, s->topic, &s->seq);
+}
+
+/*
+ * Opens [runtime] spool_dir/NAME.spool and queues what a previous run left
+ * unacknowledged, before the source starts, so it goes first. 0 or -1.
+ */
+static int spool_start(struct dc_rt *rt)
+{
+	const char *dir = dc_config_str(rt->cfg, "runtime", "spool_dir");
+	struct dc_spool_opts o = {.fsync = dc_config_bool(rt->cfg, "runtime", "spool_fsync")};
+	char path[4096];
+	int rc;
+
+	if (!dir || !*dir)
+		return 0;
+	if (snprintf(path, sizeof(path), "%s/%s.spool", dir, rt->name) >= (int)sizeof(path)) {
+		dc_log_error("spool: path %s/%s.spool is too long", dir, rt->name);
+		return -1;
 	}
-	r->attempts = 1;
-	r->metrics->received++;
-	r->metrics->inflight++;
-	if (rt->q_tail)
-		rt->q_tail->next = r;
-	else
-		rt->q_head = r;
-	rt->q_tail = r;
-	rt->q_len++;
-	rc = dn_producer_send(p->p, r->payload, r->len, r->attrs, r->nattrs, r->routing_key,
-			      on_sent, r);
-	if (rc != 0)
-		rec_failed(rt, r, strerror(-rc));
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		dc_log_error("spool: cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	rc = dc_spool_open(path, &o, &rt->spool);
+	if (rc != 0) {
+		dc_log_error("spool: cannot open %s: %s", path,
+			     rc == -EBUSY ? "in use by another process" : strerror(-rc));
+		return -1;
+	}
+	if (dc_spool_pending(rt->spool))
+		dc_log_info("spool %s: replaying %zu records Danube had not acknowledged", path,
+			    dc_spool_pending(rt->spool));
+	rc = dc_spool_replay(rt->spool, replay_one, rt);
+	if (rc != 0) {
+		dc_log_error("spool: cannot replay %s: %s", path, strerror(-rc));
+		return -1;
+	}
+	/* A replayed record failed for good (on_error = fail): the loop must not start. */
+	if (rt->exit_code >= 0)
+		return -1;
+	dc_log_debug("spool %s: %s, %llu bytes", path, o.fsync ? "fsync" : "no fsync",
+		     (unsigned long long)dc_spool_bytes(rt->spool));
 	return 0;
 }
 
@@ -263,7 +413,7 @@ int rt_source_start(struct dc_rt *rt)
 		return -1;
 	if (!topic)
 		rt_danube_up(rt);
-	return 0;
+	return spool_start(rt);
 }
 
 void rt_source_stop(struct dc_rt *rt)
@@ -291,4 +441,6 @@ void rt_source_free(struct dc_rt *rt)
 	}
 	rt->q_head = rt->q_tail = NULL;
 	rt->q_len = 0;
+	dc_spool_close(rt->spool);
+	rt->spool = NULL;
 }

@@ -38,22 +38,31 @@ const struct dc_config *dc_rt_config(const struct dc_rt *rt)
 
 void rt_health_update(struct dc_rt *rt)
 {
-	const char *reason;
+	bool danube_ok = rt->danube_up && !rt->danube_lost;
+	const char *ext =
+		rt->external_reason ? rt->external_reason : "connecting to the external system";
+	const char *dn = rt->danube_reason ? rt->danube_reason : "broker unreachable";
+	char reason[1024];
 
 	if (rt->stopping) {
 		dc_ipc_set_state(DC_IPC_STOPPING, "stopping on request");
 		return;
 	}
-	if (rt->danube_up && rt->external_up) {
+	if (danube_ok && rt->external_up) {
 		rt->ever_ready = true;
 		dc_ipc_set_state(DC_IPC_READY, NULL);
 		return;
 	}
-	if (!rt->danube_up)
-		reason = "connecting to Danube";
+	/* Both sides when both are down: the operator fixes both. */
+	if (danube_ok)
+		snprintf(reason, sizeof(reason), "%s", ext);
+	else if (!rt->danube_up && !rt->danube_lost)
+		snprintf(reason, sizeof(reason), "connecting to Danube%s%s",
+			 rt->external_up ? "" : "; ", rt->external_up ? "" : ext);
 	else
-		reason = rt->external_reason ? rt->external_reason
-					     : "connecting to the external system";
+		snprintf(reason, sizeof(reason), "%s: %s%s%s",
+			 rt->danube_up ? "danube" : "connecting to Danube", dn,
+			 rt->external_up ? "" : "; ", rt->external_up ? "" : ext);
 	dc_ipc_set_state(rt->ever_ready ? DC_IPC_DEGRADED : DC_IPC_STARTING, reason);
 }
 
@@ -62,6 +71,37 @@ void rt_danube_up(struct dc_rt *rt)
 	if (!rt->danube_up)
 		dc_log_info("connected to Danube");
 	rt->danube_up = true;
+	rt_health_update(rt);
+}
+
+/* The Danube client's connection state (dn_client_set_state_cb). */
+static void on_danube_state(void *arg, bool up, const char *reason)
+{
+	struct dc_rt *rt = arg;
+	char *copy;
+
+	if (up) {
+		if (rt->danube_lost)
+			dc_log_info("Danube reachable again");
+		rt->danube_lost = false;
+		free(rt->danube_reason);
+		rt->danube_reason = NULL;
+	} else {
+		/* Each failed attempt brings news; say it once, then at debug. */
+		if (rt->danube_lost)
+			dc_log_debug("Danube still unreachable: %s", reason);
+		else if (rt->danube_up)
+			dc_log_warn("Danube unreachable: %s", reason);
+		else
+			dc_log_info("Danube unreachable: %s", reason);
+		/* Without memory the previous or generic reason still says what is wrong. */
+		copy = strdup(reason);
+		if (copy) {
+			free(rt->danube_reason);
+			rt->danube_reason = copy;
+		}
+		rt->danube_lost = true;
+	}
 	rt_health_update(rt);
 }
 
@@ -252,6 +292,7 @@ static char *connector_name(const struct dc_config *cfg, const char *file)
 static int parse_on_error(struct dc_rt *rt, struct dc_diag *diag)
 {
 	const char *s = dc_config_str(rt->cfg, "runtime", "on_error");
+	const char *spool;
 
 	rt->dlq_topic = dc_config_str(rt->cfg, "runtime", "dlq_topic");
 	if (s && strcmp(s, "skip") == 0)
@@ -263,6 +304,12 @@ static int parse_on_error(struct dc_rt *rt, struct dc_diag *diag)
 	if (rt->on_error == RT_ON_ERROR_DLQ && (!rt->dlq_topic || !*rt->dlq_topic)) {
 		dc_diag_add(diag, "%s: on_error = dlq needs [runtime] dlq_topic",
 			    dc_config_where(rt->cfg, "runtime", "on_error"));
+		return -1;
+	}
+	spool = dc_config_str(rt->cfg, "runtime", "spool_dir");
+	if (spool && *spool && *spool != '/') {
+		dc_diag_add(diag, "%s: spool_dir must be an absolute path",
+			    dc_config_where(rt->cfg, "runtime", "spool_dir"));
 		return -1;
 	}
 	rt->max_retries = dc_config_int(rt->cfg, "runtime", "max_retries");
@@ -340,6 +387,8 @@ static int make_client(struct dc_rt *rt)
 	o.token = dc_config_str(rt->cfg, "danube", "token");
 	o.tls_ca = dc_config_str(rt->cfg, "danube", "tls_ca");
 	rc = dn_client_new(rt->loop, &o, &rt->client);
+	if (rc == 0)
+		rc = dn_client_set_state_cb(rt->client, on_danube_state, rt);
 	if (rc != 0) {
 		dc_log_error("cannot create the Danube client: %s", strerror(-rc));
 		return -1;
@@ -483,6 +532,7 @@ static int worker_main(int argc, char **argv, const struct dc_source_ops *sops,
 	}
 	dc_diag_free(&diag);
 	free(rt.external_reason);
+	free(rt.danube_reason);
 	dc_config_free(rt.cfg);
 	dc_log_info("exit %d", code);
 	free(rt.name);

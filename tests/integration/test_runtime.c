@@ -217,6 +217,168 @@ START_TEST(source_undeliverable_record_skip_or_fail)
 }
 END_TEST
 
+/*
+ * on_error = dlq: a record the broker refuses for good (larger than a
+ * message may be) goes to the DLQ with attributes saying why, without the
+ * payload that was refused; the records around it arrive and commit.
+ */
+START_TEST(source_undeliverable_record_goes_to_dlq_with_reasons)
+{
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	char *log;
+	int status;
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/sbig", "--reliable", NULL),
+			 0);
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/sdlq", "--reliable", NULL),
+			 0);
+	char *cargv[] = {(char *)ctl(), "consume",       "-u", (char *)th_broker_url(b),
+			 "-t",          "/default/sbig", "-s", "t",
+			 "--type",      "exclusive",     "-n", "2",
+			 NULL};
+	char *dargv[] = {(char *)ctl(),  "consume",
+			 "-u",           (char *)th_broker_url(b),
+			 "-t",           "/default/sdlq",
+			 "-s",           "d",
+			 "--type",       "exclusive",
+			 "-n",           "1",
+			 "--attributes", NULL};
+	struct th_proc *cons = th_spawn(dir, cargv, NULL);
+	struct th_proc *dlq = th_spawn(dir, dargv, NULL);
+
+	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/sbig"), 10000));
+	ck_assert(TH_WAIT(th_proc_output_contains(dlq, "consuming /default/sdlq"), 10000));
+	struct th_proc *w =
+		worker(dir, "tests/workers/echo-source",
+		       conf(dir, "sdlq", "echo-source", b,
+			    "topic = /default/sbig\n[runtime]\non_error = dlq\n"
+			    "dlq_topic = /default/sdlq\n[echo]\ncount = 3\nbig_seq = 2\n"));
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 3"), 15000));
+	ck_assert(th_proc_output_contains(w, "record 2 not delivered"));
+	ck_assert(th_proc_wait(cons, 15000, &status));
+	ck_assert_int_eq(exit_code(status), 0);
+	log = th_proc_output(cons);
+	ck_assert_msg(strstr(log, "rec-1\nrec-3\n") != NULL, "%s", log);
+	free(log);
+	ck_assert(th_proc_wait(dlq, 15000, &status));
+	ck_assert_int_eq(exit_code(status), 0);
+	log = th_proc_output(dlq);
+	/* The record's own attributes, then why; the payload (last field) is empty. */
+	ck_assert_msg(strstr(log, "seq=2\t") && strstr(log, "src=echo\t"), "%s", log);
+	ck_assert_msg(strstr(log, "dlq.error_type=broker\t"), "%s", log);
+	ck_assert_msg(strstr(log, "dlq.source_topic=/default/sbig\t"), "%s", log);
+	ck_assert_msg(strstr(log, "dlq.attempts=1\t"), "%s", log);
+	ck_assert_msg(strstr(log, "dlq.payload_omitted=5242880\t"), "%s", log);
+	ck_assert_msg(strstr(log, "dlq.error=") && strstr(log, "\t\n"), "%s", log);
+	free(log);
+	ck_assert(th_proc_running(w));
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(clean(w));
+	ck_assert(th_proc_output_contains(w, "drained, exiting"));
+}
+END_TEST
+
+/* The file at path holds the bytes of needle (a binary file: not a C string). */
+static bool file_has(const char *path, const char *needle)
+{
+	char buf[1 << 16];
+	size_t n;
+	FILE *f = fopen(path, "rb");
+
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	return memmem(buf, n, needle, strlen(needle)) != NULL;
+}
+
+/*
+ * [runtime] spool_dir: records a SIGKILLed source had not got acknowledged
+ * are replayed, in order and with their attributes, before the next run's
+ * own records; committed() sees only the new run's tokens.
+ */
+START_TEST(source_spool_replays_unacknowledged_records_after_sigkill)
+{
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	char spool[600], extra[1024], want[64], *log, *rel = NULL;
+	const char *at;
+	int status;
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/sp", "--reliable", NULL), 0);
+	char *cargv[] = {(char *)ctl(),  "consume",     "-u", (char *)th_broker_url(b),
+			 "-t",           "/default/sp", "-s", "t",
+			 "--type",       "exclusive",   "-n", "25",
+			 "--attributes", NULL};
+	/* The subscription exists before the broker goes away, so it keeps what comes. */
+	struct th_proc *cons = th_spawn(dir, cargv, NULL);
+	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/sp"), 10000));
+	th_proc_stop(cons, SIGTERM, 5000);
+	th_broker_stop(b);
+
+	snprintf(spool, sizeof(spool), "%s/spool/sp.spool", dir);
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/sp\n[runtime]\nspool_dir = %s/spool\n[echo]\ncount = 20\n", dir);
+	struct th_proc *w =
+		worker(dir, "tests/workers/echo-source", conf(dir, "sp", "echo-source", b, extra));
+	ck_assert(TH_WAIT(file_has(spool, "rec-20"), 10000));
+	th_proc_kill(w, SIGKILL);
+	ck_assert(th_proc_wait(w, 5000, NULL));
+	ck_assert(!th_proc_output_contains(w, "echo committed"));
+
+	th_broker_restart(b);
+	cons = th_spawn(dir, cargv, NULL);
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/sp\n[runtime]\nspool_dir = %s/spool\n[echo]\ncount = 5\n"
+		 "prefix = new\n",
+		 dir);
+	w = worker(dir, "tests/workers/echo-source", conf(dir, "sp", "echo-source", b, extra));
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "replaying 20 records"), 10000));
+	ck_assert(th_proc_wait(cons, 20000, &status));
+	ck_assert_int_eq(exit_code(status), 0);
+	log = th_proc_output(cons);
+	at = log;
+	for (int i = 1; i <= 25; i++) {
+		const char *line;
+
+		snprintf(want, sizeof(want), "\t%s-%d\n", i <= 20 ? "rec" : "new",
+			 i <= 20 ? i : i - 20);
+		at = strstr(at, want);
+		ck_assert_msg(at != NULL, "missing %s in order in:\n%s", want + 1, log);
+		for (line = at; line > log && line[-1] != '\n'; line--)
+			;
+		snprintf(want, sizeof(want), "seq=%d\t", i <= 20 ? i : i - 20);
+		ck_assert_msg(memmem(line, (size_t)(at - line) + 1, want, strlen(want)) != NULL,
+			      "no %s on the line of record %d", want, i);
+		at++;
+	}
+	free(log);
+	/* Tokens 1..20 were the previous run's: committed() sees 1..5 of this one only. */
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 5\n"), 10000));
+	log = th_proc_output(w);
+	for (const char *p = log; (p = strstr(p, "echo committed ")); p++)
+		ck_assert_msg(strtoul(p + 15, NULL, 10) <= 5, "committed a replayed token");
+	free(log);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(clean(w));
+	/* All acknowledged: nothing is left to replay. */
+	w = worker(dir, "tests/workers/echo-source", conf(dir, "sp", "echo-source", b, extra));
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 5\n"), 10000));
+	ck_assert(!th_proc_output_contains(w, "replaying"));
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(clean(w));
+
+	/* A relative spool_dir is a configuration error. */
+	char *check[] = {
+		(char *)th_build_path("tests/workers/echo-source"), "--check", "-c",
+		(char *)conf(dir, "rel", "echo-source", b, "[runtime]\nspool_dir = spool\n"), NULL};
+	ck_assert_int_eq(th_run(check, &rel, 10000), 78);
+	ck_assert_msg(strstr(rel, "rel.conf:8: spool_dir must be an absolute path"), "%s", rel);
+	free(rel);
+}
+END_TEST
+
 static struct th_proc *sink(struct th_broker *b, const char *dir, const char *name, const char *out,
 			    const char *runtime, const char *collect)
 {
@@ -508,6 +670,217 @@ START_TEST(health_starting_until_danube_then_ready_with_metrics)
 }
 END_TEST
 
+/* What a test waits for in a worker's health answer. */
+struct want_state {
+	const char *url;
+	dcctl_HealthState state;
+	const char *reason[2]; /* substrings of the reason; NULL = any */
+	int64_t processed;     /* -1 = any; else the one topic's count, nothing in flight */
+};
+
+static bool state_is(void *arg)
+{
+	struct want_state *w = arg;
+	dcctl_Response r;
+	bool ok;
+
+	if (!health(w->url, &r))
+		return false;
+	ok = r.health.state == w->state;
+	for (int i = 0; ok && i < 2; i++)
+		ok = !w->reason[i] || (r.health.reason && strstr(r.health.reason, w->reason[i]));
+	if (ok && w->processed >= 0)
+		ok = r.health.topics_count == 1 &&
+		     r.health.topics[0].processed == (uint64_t)w->processed &&
+		     r.health.topics[0].inflight == 0;
+	pb_release(dcctl_Response_fields, &r);
+	return ok;
+}
+
+/* Distinct "PREFIX-I" lines (1 <= I <= n) a consumer printed; duplicates are at-least-once. */
+static int distinct(const struct th_proc *p, const char *prefix, int n)
+{
+	char *log = th_proc_output(p), *line, *save = NULL;
+	bool *seen = calloc((size_t)n + 1, 1);
+	size_t pl = strlen(prefix);
+	int count = 0;
+
+	ck_assert_ptr_nonnull(seen);
+	for (line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		long i;
+		char *end;
+
+		if (strncmp(line, prefix, pl) != 0 || line[pl] != '-')
+			continue;
+		i = strtol(line + pl + 1, &end, 10);
+		if (*end == '\0' && i >= 1 && i <= n && !seen[i]) {
+			seen[i] = true;
+			count++;
+		}
+	}
+	free(seen);
+	free(log);
+	return count;
+}
+
+static struct th_proc *consume(const char *dir, struct th_broker *b, const char *topic,
+			       const char *sub)
+{
+	char *argv[] = {(char *)ctl(), "consume",     "-u", (char *)th_broker_url(b),
+			"-t",          (char *)topic, "-s", (char *)sub,
+			"--type",      "exclusive",   NULL};
+	struct th_proc *c = th_spawn(dir, argv, NULL);
+	char want[300];
+
+	snprintf(want, sizeof(want), "consuming %s", topic);
+	ck_assert(TH_WAIT(th_proc_output_contains(c, want), 10000));
+	return c;
+}
+
+/*
+ * A source keeps its broker connection's state in health: the broker
+ * SIGKILLed mid-stream -> degraded with why; back -> ready, and every
+ * record, those held while it was down included, arrives.
+ */
+START_TEST(source_health_degraded_while_danube_down_then_ready_delivers_all)
+{
+	enum { N = 5000 };
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	char url[600], env[620], extra[256], last[64];
+	struct th_proc *c;
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/dd", "--reliable", NULL), 0);
+	/* The subscription exists before the broker goes away, so it keeps what comes. */
+	c = consume(dir, b, "/default/dd", "keep");
+	th_proc_stop(c, SIGTERM, 5000);
+	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
+	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/dd\ndispatch = reliable\n[runtime]\nqueue_size = 64\n"
+		 "[echo]\ncount = %d\n",
+		 N);
+	char *argv[] = {(char *)th_build_path("tests/workers/echo-source"), "-c",
+			(char *)conf(dir, "dd", "echo-source", b, extra), NULL};
+	char *envv[] = {env, NULL};
+	struct th_proc *w = th_spawn(dir, argv, envv);
+	struct want_state ready = {url, dcctl_HealthState_HEALTH_READY, {NULL, NULL}, -1};
+	struct want_state down = {
+		url, dcctl_HealthState_HEALTH_DEGRADED, {"danube: ", th_broker_addr(b)}, -1};
+
+	ck_assert(th_wait_for(state_is, &ready, 10000));
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 100\n"), 10000));
+	th_broker_kill(b);
+	snprintf(last, sizeof(last), "echo committed %d\n", N);
+	ck_assert_msg(!th_proc_output_contains(w, last), "all %d committed before the kill", N);
+	ck_assert(th_wait_for(state_is, &down, 10000));
+	ck_assert(th_proc_output_contains(w, "Danube unreachable: "));
+	/* Still down, with the latest reason, while reconnect attempts fail. */
+	down.reason[0] = "danube: connect to ";
+	down.reason[1] = "Connection refused";
+	ck_assert(th_wait_for(state_is, &down, 15000));
+	ck_assert(!th_proc_output_contains(w, last));
+	th_broker_restart(b);
+	ck_assert(th_wait_for(state_is, &ready, 20000));
+	ck_assert(th_proc_output_contains(w, "Danube reachable again"));
+	ck_assert(TH_WAIT(th_proc_output_contains(w, last), 60000));
+	c = consume(dir, b, "/default/dd", "keep");
+	ck_assert_msg(TH_WAIT(distinct(c, "rec", N) == N, 60000), "got %d of %d",
+		      distinct(c, "rec", N), N);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+/* Nothing in flight: the idle connection's loss alone tells health. */
+START_TEST(idle_source_health_follows_danube_connection)
+{
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	char url[600], env[620];
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/idle", "--reliable", NULL),
+			 0);
+	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
+	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
+	char *argv[] = {(char *)th_build_path("tests/workers/echo-source"), "-c",
+			(char *)conf(dir, "idle", "echo-source", b,
+				     "topic = /default/idle\n[echo]\ncount = 5\n"),
+			NULL};
+	char *envv[] = {env, NULL};
+	struct th_proc *w = th_spawn(dir, argv, envv);
+	struct want_state want = {url, dcctl_HealthState_HEALTH_READY, {NULL, NULL}, 5};
+
+	ck_assert(th_wait_for(state_is, &want, 10000));
+	th_broker_kill(b);
+	want = (struct want_state){
+		url, dcctl_HealthState_HEALTH_DEGRADED, {"danube: ", th_broker_addr(b)}, -1};
+	ck_assert(th_wait_for(state_is, &want, 10000));
+	th_broker_restart(b);
+	want = (struct want_state){url, dcctl_HealthState_HEALTH_READY, {NULL, NULL}, 5};
+	ck_assert(th_wait_for(state_is, &want, 20000));
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
+/* The file at path ends with tail. */
+static bool file_ends_with(const char *path, const char *tail)
+{
+	char *s = th_read_file(path);
+	size_t n = s ? strlen(s) : 0, tn = strlen(tail);
+	bool ok = s && n >= tn && strcmp(s + n - tn, tail) == 0;
+
+	free(s);
+	return ok;
+}
+
+/*
+ * The same for a sink: its consumer's connection lost -> degraded with why,
+ * back -> ready; what comes next arrives, and nothing is lost.
+ */
+START_TEST(sink_health_degraded_while_danube_down_then_ready_delivers_all)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], url[600], env[620], extra[1024], *s;
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
+	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/in\nsubscription = s\nsubscription_type = exclusive\n"
+		 "[runtime]\nbatch_timeout_ms = 20\n[collect]\nout_file = %s\n",
+		 out);
+	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c",
+			(char *)conf(dir, "sd", "collect-sink", b, extra), NULL};
+	char *envv[] = {env, NULL};
+	struct th_proc *w = th_spawn(dir, argv, envv);
+	struct want_state want = {url, dcctl_HealthState_HEALTH_READY, {NULL, NULL}, -1};
+
+	ck_assert(th_wait_for(state_is, &want, 10000));
+	produce(b, "/default/in", "d1\nd2\nd3\n");
+	want.processed = 3;
+	ck_assert(th_wait_for(state_is, &want, 15000));
+	th_broker_kill(b);
+	want = (struct want_state){
+		url, dcctl_HealthState_HEALTH_DEGRADED, {"danube: ", th_broker_addr(b)}, -1};
+	ck_assert(th_wait_for(state_is, &want, 10000));
+	th_broker_restart(b);
+	want = (struct want_state){url, dcctl_HealthState_HEALTH_READY, {NULL, NULL}, -1};
+	ck_assert(th_wait_for(state_is, &want, 20000));
+	produce(b, "/default/in", "d4\nd5\nd6\n");
+	ck_assert(TH_WAIT(file_ends_with(out, "d4\nd5\nd6\n"), 20000));
+	/* An ack the kill cut off brings its message again (at least once), before d4. */
+	s = th_read_file(out);
+	ck_assert_msg(strncmp(s, "d1\nd2\nd3\n", 9) == 0, "%s", s);
+	ck_assert_msg(strstr(s, "d4\n") == s + strlen(s) - 9, "%s", s);
+	free(s);
+	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(clean(w));
+}
+END_TEST
+
 /* A batch in the sink's hands at SIGTERM is finished and acknowledged before exit 0. */
 START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 {
@@ -547,12 +920,17 @@ static Suite *suite(void)
 	tcase_add_test(tc, source_records_arrive_in_order_with_attributes);
 	tcase_add_test(tc, backpressure_pauses_until_broker_acks_then_delivers_all);
 	tcase_add_test(tc, source_undeliverable_record_skip_or_fail);
+	tcase_add_test(tc, source_undeliverable_record_goes_to_dlq_with_reasons);
+	tcase_add_test(tc, source_spool_replays_unacknowledged_records_after_sigkill);
 	tcase_add_test(tc, sink_writes_in_order_and_retries_then_ok);
 	tcase_add_test(tc, sink_acks_only_after_ok_unacked_come_back);
 	tcase_add_test(tc, sink_on_error_skip_acks_and_goes_on);
 	tcase_add_test(tc, sink_on_error_dlq_produces_record_with_reasons);
 	tcase_add_test(tc, sink_on_error_fail_exits_without_ack);
 	tcase_add_test(tc, health_starting_until_danube_then_ready_with_metrics);
+	tcase_add_test(tc, source_health_degraded_while_danube_down_then_ready_delivers_all);
+	tcase_add_test(tc, sink_health_degraded_while_danube_down_then_ready_delivers_all);
+	tcase_add_test(tc, idle_source_health_follows_danube_connection);
 	tcase_add_test(tc, sigterm_finishes_batch_in_flight_and_exits_0);
 	suite_add_tcase(s, tc);
 	return s;
