@@ -14,6 +14,7 @@ BINDIR     ?= $(PREFIX)/bin
 SBINDIR    ?= $(PREFIX)/sbin
 LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR     ?= $(PREFIX)/share/man
+DATADIR    ?= $(PREFIX)/share/danube-connect
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DESTDIR    ?=
@@ -246,7 +247,8 @@ demo:
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 	    $(DESTDIR)$(LIBEXECDIR)/danube-connect \
-	    $(DESTDIR)$(SYSCONFDIR)/danube-connect/connectors.d $(DESTDIR)$(UNITDIR)
+	    $(DESTDIR)$(SYSCONFDIR)/danube-connect/connectors.d $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(DATADIR)
 	$(if $(SUPD_SRCS),install -m 0755 $(BUILD)/danube-connectd $(DESTDIR)$(SBINDIR)/)
 	$(if $(CTL_SRCS),install -m 0755 $(BUILD)/danube-connectctl $(DESTDIR)$(BINDIR)/)
 	$(foreach w,$(WORKERS),install -m 0755 $(BUILD)/workers/$(w) $(DESTDIR)$(LIBEXECDIR)/danube-connect/$(w) &&) true
@@ -255,6 +257,7 @@ install: all
 	$(foreach f,$(wildcard etc/*.ini),install -m 0644 $(f) $(DESTDIR)$(SYSCONFDIR)/danube-connect/ &&) true
 	$(foreach f,$(wildcard etc/connectors.d/*.ini),install -m 0644 $(f) \
 	    $(DESTDIR)$(SYSCONFDIR)/danube-connect/connectors.d/$(notdir $(f)).example &&) true
+	$(foreach f,$(wildcard etc/*.sql),install -m 0644 $(f) $(DESTDIR)$(DATADIR)/ &&) true
 	$(foreach f,$(wildcard etc/*.service),sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	    $(f) > $(DESTDIR)$(UNITDIR)/$(notdir $(f)) &&) true
 

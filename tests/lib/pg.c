@@ -1,4 +1,5 @@
 /* A throwaway PostgreSQL cluster per test: initdb, start, SQL helpers, stop, kill, restart. */
+#include <dirent.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pwd.h>
@@ -325,12 +326,51 @@ void th_pg_stop(struct th_pg *pg)
 		th_proc_stop(pg->proc, SIGKILL, 5000);
 }
 
+/* A process of group pgid that has not exited yet (zombies have released everything). */
+static bool group_alive(pid_t pgid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool alive = false;
+
+	if (!d)
+		return false;
+	while (!alive && (e = readdir(d)) != NULL) {
+		char path[300], buf[512], state;
+		const char *end;
+		long pgrp;
+		FILE *f;
+		size_t n;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* "pid (comm) state ppid pgrp ...": read from the last ')' on. */
+		end = strrchr(buf, ')');
+		if (end && sscanf(end + 1, " %c %*d %ld", &state, &pgrp) == 2 && pgrp == pgid &&
+		    state != 'Z' && state != 'X')
+			alive = true;
+	}
+	closedir(d);
+	return alive;
+}
+
 void th_pg_kill(struct th_pg *pg)
 {
+	pid_t pgid;
+
 	if (!th_pg_running(pg))
 		return;
+	pgid = th_proc_pid(pg->proc);
 	/* The whole group: backends too, or they would hold the port and shared memory. */
 	th_proc_stop(pg->proc, SIGKILL, 5000);
+	/* Backends still dying hold the shared memory: a restart now would fail. */
+	ck_assert_msg(TH_WAIT(!group_alive(pgid), 10000), "PostgreSQL backends outlived SIGKILL");
 }
 
 void th_pg_restart(struct th_pg *pg)
