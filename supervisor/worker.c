@@ -275,8 +275,13 @@ void dc_worker_event(struct dc_worker *w, enum dc_wevent ev)
 		dc_backoff_reset(&w->backoff);
 	}
 	if (acts & DC_ACT_TERM) {
-		signal_group(w, SIGTERM);
+		/*
+		 * SIGCONT first: sent after SIGTERM it could reach a worker
+		 * already exiting and discard the SIGSTOP of LeakSanitizer's
+		 * exit-time check (PTRACE_ATTACH), which then waits forever.
+		 */
 		signal_group(w, SIGCONT);
+		signal_group(w, SIGTERM);
 		ev_timer_stop(w->sup->loop, &w->timer);
 		ev_timer_set(&w->timer, (double)c->stop_timeout_ms / 1000.0, 0.0);
 		ev_timer_start(w->sup->loop, &w->timer);

@@ -13,12 +13,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void build(const struct spg_relation *rel, const char *op, const struct spg_msg *m,
-		  struct spg_buf *json, struct spg_buf *key, struct spg_buf *topic)
+		  struct dc_buf *json, struct dc_buf *key, struct dc_buf *topic)
 {
 	struct spg_txn txn = {.commit_lsn = m->lsn, .commit_time = m->timestamp, .xid = m->xid};
 
 	if (spg_event_build(rel, op, m, &txn, json, key) == 0 && json->len > 0 &&
-	    (json->s[0] != '{' || json->s[json->len - 1] != '}'))
+	    (json->p[0] != '{' || json->p[json->len - 1] != '}'))
 		abort();
 	(void)spg_topic_for("/default/{schema}-{table}", rel, topic);
 }
@@ -40,7 +40,7 @@ static const uint8_t known_relation[] = {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct spg_decoder d;
-	struct spg_buf json = {0}, key = {0}, topic = {0};
+	struct dc_buf json = {0}, key = {0}, topic = {0};
 	struct spg_msg m;
 
 	spg_decoder_init(&d);
@@ -71,9 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(msg);
 		data += n, size -= n;
 	}
-	spg_buf_free(&json);
-	spg_buf_free(&key);
-	spg_buf_free(&topic);
+	dc_buf_free(&json);
+	dc_buf_free(&key);
+	dc_buf_free(&topic);
 	spg_decoder_free(&d);
 	return 0;
 }

@@ -19,17 +19,6 @@
 	"CREATE TABLE sensor_readings (sensor text NOT NULL, value double precision, " \
 	"ts timestamptz)"
 
-static int exit_code(int status)
-{
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static bool clean(const struct th_proc *p)
-{
-	return !th_proc_output_contains(p, "Sanitizer") &&
-	       !th_proc_output_contains(p, "runtime error:");
-}
-
 /* Output of danube-connectctl -s ipc://RUN/control.sock ARGS (caller frees; NULL on failure). */
 static char *ctl(const char *run, const char *cmd, const char *arg)
 {
@@ -110,7 +99,7 @@ static void publish_readings(const char *dir, int port, const char *topic, int f
 	struct th_proc *p = th_spawn(dir, argv, NULL);
 
 	ck_assert(th_proc_wait(p, 60000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 }
 
 static long long rows(struct th_pg *pg)
@@ -198,8 +187,8 @@ START_TEST(mqtt_to_postgres_under_the_supervisor)
 					    "\"sensors\",topic=\"/default/sensors\"} 2000"),
 			  10000));
 	ck_assert(metrics_show(run, "danube_connector_restarts_total{connector=\"archive\"} 1"));
-	ck_assert_int_eq(exit_code(th_proc_stop(d, SIGTERM, 20000)), 0);
-	ck_assert(clean(d));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(d, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(d));
 	ck_assert_int_eq(rows(pg), 2000);
 }
 END_TEST

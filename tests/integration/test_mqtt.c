@@ -24,18 +24,6 @@ static const char *ctl(void)
 	return th_build_path("danube-connectctl");
 }
 
-static int exit_code(int status)
-{
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* No sanitizer report in a worker's output (make SANITIZE=1). */
-static bool clean(const struct th_proc *p)
-{
-	return !th_proc_output_contains(p, "Sanitizer") &&
-	       !th_proc_output_contains(p, "runtime error:");
-}
-
 static struct th_broker *danube(void)
 {
 	struct th_broker *b = th_broker_start(th_tmpdir(), NULL);
@@ -108,7 +96,7 @@ static void publish(const char *dir, int port, const char *topic, const char *pr
 	int status;
 
 	ck_assert(th_proc_wait(p, 30000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 }
 
 /* Lines of a consumer's output that carry a message (they have mqtt.topic=). */
@@ -282,7 +270,7 @@ START_TEST(source_routes_10k_messages_in_order_with_attributes)
 	pubs[3] = publisher(dir, th_mosq_port(m), "misc/x/y", "d", 1, 2500);
 	for (int i = 0; i < 4; i++) {
 		ck_assert(th_proc_wait(pubs[i], 60000, &status));
-		ck_assert_int_eq(exit_code(status), 0);
+		ck_assert_int_eq(th_exit_code(status), 0);
 	}
 	ck_assert_msg(TH_WAIT(message_lines(ct) >= 5000 && message_lines(chum) >= 2500 &&
 				      message_lines(cm) >= 2500,
@@ -297,8 +285,8 @@ START_TEST(source_routes_10k_messages_in_order_with_attributes)
 		check_stream(chum, ht, hp, 1, 2500);
 		check_stream(cm, mt, mp, 1, 2500);
 	}
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -323,8 +311,8 @@ START_TEST(source_reconnects_after_mqtt_broker_restart)
 	wait_subscribed(w, 2);
 	publish(dir, th_mosq_port(m), "r/1", "r", 101, 200);
 	ck_assert(TH_WAIT(distinct(c, "r", 200) == 200, 20000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -399,8 +387,8 @@ START_TEST(source_pauses_while_danube_down_then_delivers_all)
 	ck_assert_msg(TH_WAIT(distinct(c, "p", 500) == 500, 60000), "got %d",
 		      distinct(c, "p", 500));
 	status = th_proc_stop(w, SIGTERM, 10000);
-	ck_assert_int_eq(exit_code(status), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(status), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -464,11 +452,11 @@ START_TEST(source_worker_killed_and_restarted_loses_nothing)
 	w = worker(dir, "workers/source-mqtt", file);
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "replaying"), 10000));
 	ck_assert(th_proc_wait(pub, 60000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 	ck_assert_msg(TH_WAIT(distinct_all(cs, 2, "k", 2000) == 2000, 60000), "got %d of 2000",
 		      distinct_all(cs, 2, "k", 2000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -487,16 +475,16 @@ START_TEST(source_worker_stopped_while_publishing_loses_nothing)
 	wait_subscribed(w, 1);
 	pub = steady_publisher(dir, m, 1, 40);
 	ck_assert(TH_WAIT(distinct(c, "k", 2000) >= 300, 30000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 	ck_assert(!th_proc_output_contains(w, "lost"));
 	w = worker(dir, "workers/source-mqtt", file);
 	ck_assert(th_proc_wait(pub, 60000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 	ck_assert_msg(TH_WAIT(distinct(c, "k", 2000) == 2000, 60000), "got %d of 2000",
 		      distinct(c, "k", 2000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -590,8 +578,8 @@ START_TEST(sink_publishes_danube_messages_to_mqtt_in_order)
 	}
 	free(out);
 	free(lines);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -628,8 +616,8 @@ START_TEST(sink_acks_nothing_while_mqtt_down_and_loses_nothing)
 	ck_assert_msg(TH_WAIT(arrived(sub, "held/x", "h", 50) == 50, 30000), "got %d",
 		      arrived(sub, "held/x", "h", 50));
 	free(lines);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -707,8 +695,8 @@ START_TEST(both_run_under_the_supervisor_with_metrics)
 				  NULL),
 			10000));
 	status = th_proc_stop(d, SIGTERM, 15000);
-	ck_assert_int_eq(exit_code(status), 0);
-	ck_assert(clean(d));
+	ck_assert_int_eq(th_exit_code(status), 0);
+	ck_assert(th_proc_clean(d));
 }
 END_TEST
 

@@ -55,18 +55,6 @@ static struct th_proc *worker(const char *dir, const char *prog, const char *fil
 	return th_spawn(dir, argv, NULL);
 }
 
-static int exit_code(int status)
-{
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* No sanitizer report in a worker's output (make SANITIZE=1). */
-static bool clean(const struct th_proc *p)
-{
-	return !th_proc_output_contains(p, "Sanitizer") &&
-	       !th_proc_output_contains(p, "runtime error:");
-}
-
 static void produce(struct th_broker *b, const char *topic, const char *lines)
 {
 	char *out = NULL;
@@ -115,7 +103,7 @@ START_TEST(source_records_arrive_in_order_with_attributes)
 					"topic = /default/echo\ndispatch = reliable\n"
 					"[echo]\ncount = 50\n"));
 	ck_assert(th_proc_wait(cons, 20000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 	log = th_proc_output(cons);
 	at = log;
 	for (int i = 1; i <= 50; i++) {
@@ -137,8 +125,8 @@ START_TEST(source_records_arrive_in_order_with_attributes)
 	}
 	free(log);
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 50"), 10000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 	ck_assert(th_proc_output_contains(w, "drained, exiting"));
 }
 END_TEST
@@ -170,8 +158,8 @@ START_TEST(backpressure_pauses_until_broker_acks_then_delivers_all)
 		last = v;
 	}
 	free(log);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -201,8 +189,8 @@ START_TEST(source_undeliverable_record_skip_or_fail)
 	log = th_proc_output(cons);
 	ck_assert_msg(strstr(log, "rec-1\nrec-3\n") != NULL, "%s", log);
 	free(log);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 
 	/* fail: the worker exits 1 and never commits past record 1. */
 	w = worker(dir, "tests/workers/echo-source",
@@ -210,10 +198,10 @@ START_TEST(source_undeliverable_record_skip_or_fail)
 			"topic = /default/big\n[runtime]\non_error = fail\n"
 			"[echo]\ncount = 3\nbig_seq = 2\n"));
 	ck_assert(th_proc_wait(w, 15000, &status));
-	ck_assert_int_eq(exit_code(status), 1);
+	ck_assert_int_eq(th_exit_code(status), 1);
 	ck_assert(!th_proc_output_contains(w, "echo committed 2"));
 	ck_assert(!th_proc_output_contains(w, "echo committed 3"));
-	ck_assert(clean(w));
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -257,12 +245,12 @@ START_TEST(source_undeliverable_record_goes_to_dlq_with_reasons)
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 3"), 15000));
 	ck_assert(th_proc_output_contains(w, "record 2 not delivered"));
 	ck_assert(th_proc_wait(cons, 15000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 	log = th_proc_output(cons);
 	ck_assert_msg(strstr(log, "rec-1\nrec-3\n") != NULL, "%s", log);
 	free(log);
 	ck_assert(th_proc_wait(dlq, 15000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 	log = th_proc_output(dlq);
 	/* The record's own attributes, then why; the payload (last field) is empty. */
 	ck_assert_msg(strstr(log, "seq=2\t") && strstr(log, "src=echo\t"), "%s", log);
@@ -273,8 +261,8 @@ START_TEST(source_undeliverable_record_goes_to_dlq_with_reasons)
 	ck_assert_msg(strstr(log, "dlq.error=") && strstr(log, "\t\n"), "%s", log);
 	free(log);
 	ck_assert(th_proc_running(w));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 	ck_assert(th_proc_output_contains(w, "drained, exiting"));
 }
 END_TEST
@@ -336,7 +324,7 @@ START_TEST(source_spool_replays_unacknowledged_records_after_sigkill)
 	w = worker(dir, "tests/workers/echo-source", conf(dir, "sp", "echo-source", b, extra));
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "replaying 20 records"), 10000));
 	ck_assert(th_proc_wait(cons, 20000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 	log = th_proc_output(cons);
 	at = log;
 	for (int i = 1; i <= 25; i++) {
@@ -360,14 +348,14 @@ START_TEST(source_spool_replays_unacknowledged_records_after_sigkill)
 	for (const char *p = log; (p = strstr(p, "echo committed ")); p++)
 		ck_assert_msg(strtoul(p + 15, NULL, 10) <= 5, "committed a replayed token");
 	free(log);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 	/* All acknowledged: nothing is left to replay. */
 	w = worker(dir, "tests/workers/echo-source", conf(dir, "sp", "echo-source", b, extra));
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 5\n"), 10000));
 	ck_assert(!th_proc_output_contains(w, "replaying"));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 
 	/* A relative spool_dir is a configuration error. */
 	char *check[] = {
@@ -416,8 +404,8 @@ START_TEST(sink_writes_in_order_and_retries_then_ok)
 	free(s);
 	ck_assert(th_proc_output_contains(w, "attempt 2"));
 	ck_assert(!th_proc_output_contains(w, "failed after"));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -440,8 +428,8 @@ START_TEST(sink_acks_only_after_ok_unacked_come_back)
 	s = th_read_file(out);
 	ck_assert_str_eq(s, "k1\nk2\nk3\n");
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -462,8 +450,8 @@ START_TEST(sink_on_error_skip_acks_and_goes_on)
 	free(s);
 	ck_assert(th_proc_output_contains(w, "failed after 3 attempts"));
 	ck_assert(th_proc_running(w));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -491,7 +479,7 @@ START_TEST(sink_on_error_dlq_produces_record_with_reasons)
 	produce(b, "/default/in", "x\npoison-pill\ny\n");
 	ck_assert(TH_WAIT(count_lines(out) == 2, 15000));
 	ck_assert(th_proc_wait(cons, 15000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 	s = th_proc_output(cons);
 	ck_assert_msg(strstr(s, "\tpoison-pill\n") != NULL, "%s", s);
 	ck_assert_msg(strstr(s, "orig=yes\t") != NULL, "%s", s);
@@ -501,8 +489,8 @@ START_TEST(sink_on_error_dlq_produces_record_with_reasons)
 	ck_assert_msg(strstr(s, "dlq.attempts=1\t") != NULL, "%s", s);
 	ck_assert_msg(strstr(s, "dlq.offset=") != NULL, "%s", s);
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -519,16 +507,16 @@ START_TEST(sink_on_error_fail_exits_without_ack)
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
 	produce(b, "/default/in", "boom\n");
 	ck_assert(th_proc_wait(w, 15000, &status));
-	ck_assert_int_eq(exit_code(status), 1);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(status), 1);
+	ck_assert(th_proc_clean(w));
 	/* Not acknowledged: a worker that accepts it gets it again. */
 	w = sink(b, dir, "col", out, "", "retry_contains = nothing-matches");
 	ck_assert(TH_WAIT(count_lines(out) == 1, 15000));
 	s = th_read_file(out);
 	ck_assert_str_eq(s, "boom\n");
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -665,8 +653,8 @@ START_TEST(health_starting_until_danube_then_ready_with_metrics)
 	ck_assert(th_wait_for(health_is, &want, 15000));
 	want = (struct want_health){url, dcctl_HealthState_HEALTH_READY, NULL, 3, 1};
 	ck_assert(th_wait_for(health_is, &want, 15000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -787,8 +775,8 @@ START_TEST(source_health_degraded_while_danube_down_then_ready_delivers_all)
 	c = consume(dir, b, "/default/dd", "keep");
 	ck_assert_msg(TH_WAIT(distinct(c, "rec", N) == N, 60000), "got %d of %d",
 		      distinct(c, "rec", N), N);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -819,8 +807,8 @@ START_TEST(idle_source_health_follows_danube_connection)
 	th_broker_restart(b);
 	want = (struct want_state){url, dcctl_HealthState_HEALTH_READY, {NULL, NULL}, 5};
 	ck_assert(th_wait_for(state_is, &want, 20000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -876,8 +864,8 @@ START_TEST(sink_health_degraded_while_danube_down_then_ready_delivers_all)
 	ck_assert_msg(strncmp(s, "d1\nd2\nd3\n", 9) == 0, "%s", s);
 	ck_assert_msg(strstr(s, "d4\n") == s + strlen(s) - 9, "%s", s);
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -893,8 +881,8 @@ START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
 	produce(b, "/default/in", "t1\nt2\n");
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch"), 10000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 15000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 15000)), 0);
+	ck_assert(th_proc_clean(w));
 	ck_assert_int_eq((int)count_lines(out), 2);
 	ck_assert(th_proc_output_contains(w, "drained, exiting"));
 	/* Acknowledged: a new worker on the subscription gets only what comes next. */
@@ -905,8 +893,8 @@ START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 	char *s = th_read_file(out);
 	ck_assert_str_eq(s, "t1\nt2\nt3\n");
 	free(s);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 

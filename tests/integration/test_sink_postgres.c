@@ -18,18 +18,6 @@ static const char *ctl(void)
 	return th_build_path("danube-connectctl");
 }
 
-static int exit_code(int status)
-{
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* No sanitizer report in a worker's output (make SANITIZE=1). */
-static bool clean(const struct th_proc *p)
-{
-	return !th_proc_output_contains(p, "Sanitizer") &&
-	       !th_proc_output_contains(p, "runtime error:");
-}
-
 /* The broker lets a subscription have a whole batch in flight (its default is 10). */
 static struct th_broker *danube(const char *topic)
 {
@@ -112,7 +100,7 @@ static void produced(struct th_proc *p)
 	int status;
 
 	ck_assert(th_proc_wait(p, 90000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 }
 
 static void produce_text(struct th_broker *b, const char *lines)
@@ -160,14 +148,14 @@ START_TEST(writes_100k_messages_as_100k_correct_rows)
 	struct th_proc *w = worker(dir, conf(dir, b, pg, "", map_t));
 	produced(producer(dir, b, json_lines(dir, "in", 1, 100000)));
 	ck_assert_msg(TH_WAIT(rows(pg, "t") >= 100000, 90000), "%lld rows", rows(pg, "t"));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert_int_eq(rows(pg, "t"), 100000);
 	check_rows(pg, 100000);
 	/* The default-filled column took its default, the password never reached a log line. */
 	ck_assert_int_eq(th_pg_long(pg, "SELECT count(*) FROM t WHERE written IS NULL"), 0);
 	ck_assert(!th_proc_output_contains(w, "not-in-logs"));
 	ck_assert(th_proc_output_contains(w, "password=****"));
-	ck_assert(clean(w));
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -190,8 +178,8 @@ START_TEST(payload_column_keeps_whole_payload_with_attributes)
 					"dev = 'd7' AND n IS NULL AND pos = (doc->>'id')::int - 1"),
 			 500);
 	ck_assert_int_eq(th_pg_long(pg, "SELECT sum((doc->>'id')::int) FROM raw"), 500 * 501 / 2);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -222,8 +210,8 @@ START_TEST(upsert_updates_rows_in_place)
 	v = th_pg_value(pg, "SELECT note FROM kv WHERE k = 'b'");
 	ck_assert_str_eq(v, "mine");
 	free(v);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -249,13 +237,13 @@ START_TEST(exactly_once_survives_sigkill_with_exactly_100k_rows)
 	}
 	produced(p);
 	ck_assert_msg(TH_WAIT(rows(pg, "t") >= 100000, 90000), "%lld rows", rows(pg, "t"));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert_int_eq(rows(pg, "t"), 100000);
 	check_rows(pg, 100000);
 	ck_assert_int_eq(th_pg_long(pg, "SELECT \"offset\" FROM danube_connect_offsets "
 					"WHERE topic = '/default/in' AND subscription = 'pg'"),
 			 99999);
-	ck_assert(clean(w));
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -274,7 +262,7 @@ START_TEST(exactly_once_skips_offsets_already_stored)
 				 "attribute_columns = dev=dev\n"));
 	th_pg_exec(pg, "INSERT INTO public.offs (topic, subscription, \"offset\") VALUES "
 		       "('/default/in', 'pg', 49), ('/default/in', 'other', 99)");
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	w = worker(dir, conf(dir, b, pg, "",
 			     "exactly_once = true\noffsets_table = public.offs\n"
 			     "table = t\ntopic_column = topic\noffset_column = off\n"
@@ -291,8 +279,8 @@ START_TEST(exactly_once_skips_offsets_already_stored)
 	ck_assert_int_eq(th_pg_long(pg, "SELECT \"offset\" FROM public.offs WHERE "
 					"subscription = 'other'"),
 			 99);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -319,8 +307,8 @@ START_TEST(postgres_restart_and_crash_lose_nothing)
 	th_pg_exec(pg, "DELETE FROM t a USING t b WHERE a.ctid > b.ctid AND a.id = b.id");
 	check_rows(pg, n);
 	ck_assert(th_proc_running(w));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -372,7 +360,7 @@ START_TEST(poison_records_go_to_the_dlq_and_the_rest_commit)
 			 "-t",           "/default/dlq",
 			 "-s",           "check",
 			 "--type",       "exclusive",
-			 "-n",           "2",
+			 "-n",           "3",
 			 "--attributes", NULL};
 	struct th_proc *c = th_spawn(dir, cargv, NULL);
 	ck_assert(TH_WAIT(th_proc_output_contains(c, "consuming /default/dlq"), 10000));
@@ -384,9 +372,14 @@ START_TEST(poison_records_go_to_the_dlq_and_the_rest_commit)
 				 "batch_timeout_ms = 2000\n",
 				 "table = t\n"));
 	ck_assert_ptr_nonnull(lines);
-	/* One batch: 998 good records, a bad JSON text and a missing NOT NULL field amid them. */
+	/*
+	 * One batch: 997 good records, a bad JSON text, a missing NOT NULL field
+	 * and a payload that is not UTF-8 amid them.
+	 */
 	for (int i = 1; i <= 1000; i++) {
-		if (i == 300)
+		if (i == 500)
+			len += (size_t)sprintf(lines + len, "{\"id\":500,\"name\":\"\xff\"}\n");
+		else if (i == 300)
 			len += (size_t)sprintf(lines + len, "{\"id\": 300, oops\n");
 		else if (i == 700)
 			len += (size_t)sprintf(lines + len, "{\"id\":700}\n");
@@ -395,8 +388,8 @@ START_TEST(poison_records_go_to_the_dlq_and_the_rest_commit)
 				lines + len, "{\"id\":%d,\"name\":\"n-%d\",\"v\":%d.5}\n", i, i, i);
 	}
 	produce_text(b, lines);
-	ck_assert_msg(TH_WAIT(rows(pg, "t") == 998, 30000), "%lld rows", rows(pg, "t"));
-	ck_assert_int_eq(th_pg_long(pg, "SELECT sum(id) FROM t"), 500500 - 300 - 700);
+	ck_assert_msg(TH_WAIT(rows(pg, "t") == 997, 30000), "%lld rows", rows(pg, "t"));
+	ck_assert_int_eq(th_pg_long(pg, "SELECT sum(id) FROM t"), 500500 - 300 - 500 - 700);
 	ck_assert(th_proc_wait(c, 20000, NULL));
 	out = th_proc_output(c);
 	l = line_with(out, "{\"id\": 300, oops");
@@ -411,13 +404,20 @@ START_TEST(poison_records_go_to_the_dlq_and_the_rest_commit)
 	ck_assert_ptr_nonnull(strstr(attr_of(l, "dlq.error", buf, sizeof(buf)), "23502"));
 	ck_assert_str_eq(attr_of(l, "dlq.source_topic", buf, sizeof(buf)), "/default/in");
 	free(l);
+	/* Refused as it is, never altered into something that parses. */
+	l = line_with(out, "{\"id\":500,\"name\":\"\xff\"}");
+	ck_assert_msg(l != NULL, "no invalid UTF-8 in the DLQ: %s", out);
+	ck_assert_str_eq(attr_of(l, "dlq.error_type", buf, sizeof(buf)), "invalid_data");
+	ck_assert_ptr_nonnull(strstr(attr_of(l, "dlq.error", buf, sizeof(buf)), "not valid UTF-8"));
+	free(l);
+	ck_assert_int_eq(th_pg_long(pg, "SELECT count(*) FROM t WHERE id = 500"), 0);
 	free(out);
-	/* Found by halving one batch, not by writing records one at a time. */
-	ck_assert(th_proc_output_contains(w, "bisecting 1000 records"));
+	/* Found by halving one batch (less the record that is not UTF-8), not one at a time. */
+	ck_assert(th_proc_output_contains(w, "bisecting 999 records"));
 	ck_assert_int_lt(th_proc_output_count(w, "bisecting"), 40);
 	free(lines);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -474,8 +474,8 @@ START_TEST(example_config_writes_sensor_readings)
 	ck_assert_str_eq(v, "s1 21.5 10:00 sensors/s1/temperature /default/sensors 0,"
 			    "s1 22 10:01 sensors/s1/temperature /default/sensors 1");
 	free(v);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 

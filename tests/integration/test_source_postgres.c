@@ -12,18 +12,6 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static int exit_code(int status)
-{
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* No sanitizer report in a worker's output (make SANITIZE=1). */
-static bool clean(const struct th_proc *p)
-{
-	return !th_proc_output_contains(p, "Sanitizer") &&
-	       !th_proc_output_contains(p, "runtime error:");
-}
-
 static void reliable_topic(struct th_broker *b, const char *topic)
 {
 	ck_assert_int_eq(th_broker_admin(b, "create-topic", topic, "--reliable", NULL), 0);
@@ -253,8 +241,8 @@ START_TEST(streams_inserts_updates_deletes_of_two_tables_in_commit_order)
 	/* The password (trust authentication ignores it) never shows in the log. */
 	ck_assert(!th_proc_output_contains(w, "s3cret-pw"));
 	/* A graceful stop confirms everything Danube holds before the worker exits. */
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 	max_lsn(ci, lsn, sizeof(lsn));
 	ck_assert(slot_confirmed_past(pg, "dc_cdc", lsn));
 }
@@ -317,7 +305,7 @@ START_TEST(worker_killed_mid_stream_and_restarted_loses_no_event)
 	ck_assert(th_proc_running(wr));
 	w = worker(dir, file);
 	ck_assert(th_proc_wait(wr, 60000, &status));
-	ck_assert_int_eq(exit_code(status), 0);
+	ck_assert_int_eq(th_exit_code(status), 0);
 	ck_assert_msg(TH_WAIT(distinct_ids(c, 2000) == 2000, 60000), "got %d of 2000",
 		      distinct_ids(c, 2000));
 	/* Duplicates are the unconfirmed tail at the kill, never the whole stream again. */
@@ -326,8 +314,8 @@ START_TEST(worker_killed_mid_stream_and_restarted_loses_no_event)
 	max_lsn(c, lsn, sizeof(lsn));
 	ck_assert_msg(TH_WAIT(slot_confirmed_past(pg, "kill_test", lsn), 10000),
 		      "confirmed_flush_lsn stays below %s", lsn);
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -382,8 +370,8 @@ START_TEST(slot_confirms_only_what_danube_acknowledged)
 	ck_assert(TH_WAIT(th_proc_output_contains(c, "\"id\":2,"), 30000));
 	max_lsn(c, lsn, sizeof(lsn));
 	ck_assert(TH_WAIT(slot_confirmed_past(pg, "ack_test", lsn), 10000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -406,8 +394,8 @@ START_TEST(reconnects_after_postgres_restart)
 	th_pg_exec(pg, "INSERT INTO k SELECT g, 'b' FROM generate_series(11, 20) g");
 	ck_assert_msg(TH_WAIT(distinct_ids(c, 20) == 20, 20000), "got %d", distinct_ids(c, 20));
 	ck_assert(th_proc_running(w));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 
@@ -434,8 +422,8 @@ START_TEST(pauses_when_the_queue_is_full_and_loses_nothing)
 	ck_assert_int_eq(events(c), 1000);
 	max_lsn(c, lsn, sizeof(lsn));
 	ck_assert(TH_WAIT(slot_confirmed_past(pg, "pause_test", lsn), 10000));
-	ck_assert_int_eq(exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
-	ck_assert(clean(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 10000)), 0);
+	ck_assert(th_proc_clean(w));
 }
 END_TEST
 

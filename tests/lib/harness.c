@@ -338,11 +338,85 @@ bool th_proc_wait(struct th_proc *p, int timeout_ms, int *status)
 	return done;
 }
 
+/* A process's state letter and process group, from /proc/PID/stat. */
+static bool proc_stat(const char *pid, char *state, int *pgrp)
+{
+	char path[300], buf[512];
+	FILE *f;
+	char *rp;
+	int ppid;
+
+	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return false;
+	}
+	fclose(f);
+	rp = strrchr(buf, ')');
+	return rp && sscanf(rp + 2, "%c %d %d", state, &ppid, pgrp) == 3;
+}
+
+/* A job-control stop signal (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) sent and not yet taken. */
+static bool stop_pending(const char *pid)
+{
+	const unsigned long long stops = (1ull << (SIGSTOP - 1)) | (1ull << (SIGTSTP - 1)) |
+					 (1ull << (SIGTTIN - 1)) | (1ull << (SIGTTOU - 1));
+	char path[300], line[256];
+	unsigned long long pend = 0;
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "ShdPnd: %llx", &pend) == 1;
+	fclose(f);
+	return (pend & stops) != 0;
+}
+
+/* Whether a member of process group pgid is stopped or about to stop. */
+static bool group_stopped(pid_t pgid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool stopped = false;
+
+	if (!d)
+		return true; /* cannot tell: resume it to be safe */
+	while (!stopped && (e = readdir(d)) != NULL) {
+		char state;
+		int pgrp;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		if (!proc_stat(e->d_name, &state, &pgrp) || pgrp != pgid)
+			continue;
+		/* A stop signal leaves the pending set as the process stops: look again after. */
+		stopped = state == 'T' || stop_pending(e->d_name) ||
+			  (proc_stat(e->d_name, &state, &pgrp) && state == 'T');
+	}
+	closedir(d);
+	return stopped;
+}
+
 int th_proc_stop(struct th_proc *p, int sig, int timeout_ms)
 {
 	if (!p->reaped) {
+		/*
+		 * SIGCONT discards every pending SIGSTOP, also the one
+		 * LeakSanitizer's exit-time check sends to each thread it
+		 * attaches (PTRACE_ATTACH): its tracer then waits for that stop
+		 * forever. So only a stopped group gets one, and before sig, so
+		 * it cannot reach a process that sig made exit.
+		 */
+		if (group_stopped(p->pid))
+			kill(-p->pid, SIGCONT);
 		kill(-p->pid, sig);
-		kill(-p->pid, SIGCONT);
 		if (!th_proc_wait(p, timeout_ms, NULL)) {
 			kill(-p->pid, SIGKILL);
 			try_reap(p, true);
@@ -616,4 +690,15 @@ int th_main(Suite *(*fn)(void))
 	if (base[0] && !getenv("DC_KEEP_TMP"))
 		nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return failed == 0 ? 0 : 1;
+}
+
+int th_exit_code(int status)
+{
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool th_proc_clean(const struct th_proc *p)
+{
+	return !th_proc_output_contains(p, "Sanitizer") &&
+	       !th_proc_output_contains(p, "runtime error:");
 }

@@ -60,9 +60,15 @@ int th_proc_kill(struct th_proc *p, int sig);
 bool th_proc_wait(struct th_proc *p, int timeout_ms, int *status);
 /*
  * Send sig to the process group, wait up to timeout_ms, then SIGKILL the
- * group; returns the wait status.
+ * group; returns the wait status. A stopped group gets SIGCONT first; a
+ * running one never does (it would break LeakSanitizer's exit-time check).
  */
 int th_proc_stop(struct th_proc *p, int sig, int timeout_ms);
+
+/* A wait status as the shell spells it: the exit code, or 128+N for signal N. */
+int th_exit_code(int status);
+/* No sanitizer report (make SANITIZE=1: ASan, LSan, UBSan) in the process's output. */
+bool th_proc_clean(const struct th_proc *p);
 
 /* Run a command to completion; its stdout+stderr into *out (may be NULL). Returns
  * the exit code, 128+N for a signal, -1 on timeout (the command is killed). */

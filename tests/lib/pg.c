@@ -102,10 +102,22 @@ static void launch(struct th_pg *pg)
 		argv[n++] = (char *)pg->extra[i];
 	}
 	argv[n] = NULL;
-	pg->proc = th_spawn(pg->dir, argv, NULL);
-	ck_assert_msg(
-		TH_WAIT(PQping(pg->conninfo) == PQPING_OK || !th_proc_running(pg->proc), 30000),
-		"postgres did not accept connections on %d", pg->port);
+	/*
+	 * After a crash the kernel may still count the old backends' attachments
+	 * to the shared memory segment for a moment (they are reaped by the
+	 * runner, not by us): PostgreSQL then refuses to start. Try again.
+	 */
+	for (th_deadline_t d = th_deadline(15000);; th_pause(&d)) {
+		pg->proc = th_spawn(pg->dir, argv, NULL);
+		ck_assert_msg(
+			TH_WAIT(PQping(pg->conninfo) == PQPING_OK || !th_proc_running(pg->proc),
+				30000),
+			"postgres did not accept connections on %d", pg->port);
+		if (th_proc_running(pg->proc) ||
+		    !th_proc_output_contains(pg->proc, "pre-existing shared memory block") ||
+		    th_expired(&d))
+			break;
+	}
 	ck_assert_msg(th_proc_running(pg->proc), "postgres exited:\n%s", th_proc_output(pg->proc));
 }
 
@@ -160,7 +172,7 @@ struct th_pg *th_pg_start(const char *dir, const char *const *extra)
 	initdb(pg);
 	pg->port = th_free_port();
 	snprintf(pg->conninfo, sizeof(pg->conninfo),
-		 "host=127.0.0.1 port=%d dbname=postgres user=postgres connect_timeout=5",
+		 "host=127.0.0.1 port=%d dbname=postgres user=postgres connect_timeout=20",
 		 pg->port);
 	launch(pg);
 	return pg;

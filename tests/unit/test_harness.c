@@ -39,6 +39,47 @@ START_TEST(harness_stop_kills_a_process_ignoring_sigterm)
 }
 END_TEST
 
+/*
+ * A SIGCONT reaching a process during LeakSanitizer's exit-time check
+ * discards the SIGSTOP the check waits for, and the process never exits.
+ * The shell lingers after SIGTERM so that a SIGCONT sent after it shows.
+ */
+START_TEST(harness_stop_sends_no_sigcont_to_a_running_group)
+{
+	char *argv[] = {"/bin/sh", "-c",
+			"trap 'echo got-cont' CONT; trap 'echo got-term; t=1' TERM; echo ready; "
+			"while [ -z \"$t\" ]; do sleep 0.05; done; sleep 0.3; exit 0",
+			NULL};
+	struct th_proc *p = th_spawn(th_tmpdir(), argv, NULL);
+	int st;
+
+	ck_assert(TH_WAIT(th_proc_output_contains(p, "ready"), 5000));
+	st = th_proc_stop(p, SIGTERM, 5000);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	ck_assert(th_proc_output_contains(p, "got-term"));
+	ck_assert(!th_proc_output_contains(p, "got-cont"));
+}
+END_TEST
+
+START_TEST(harness_stop_resumes_a_stopped_process)
+{
+	char *argv[] = {"/bin/sh", "-c", "echo ready; exec sleep 60", NULL};
+	struct th_proc *p;
+	int st;
+
+	for (int i = 0; i < 20; i++) {
+		p = th_spawn(th_tmpdir(), argv, NULL);
+		ck_assert(TH_WAIT(th_proc_output_contains(p, "ready"), 5000));
+		/* Stopped or still about to stop: both must be resumed. */
+		ck_assert_int_eq(th_proc_kill(p, SIGSTOP), 0);
+		st = th_proc_stop(p, SIGTERM, 5000);
+		ck_assert(WIFSIGNALED(st));
+		ck_assert_int_eq(WTERMSIG(st), SIGTERM);
+	}
+}
+END_TEST
+
 START_TEST(harness_env_and_exit_status)
 {
 	char *argv[] = {"/bin/sh", "-c", "echo \"v=$DC_HARNESS_X\"; exit 7", NULL};
@@ -117,6 +158,8 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, harness_spawn_collects_output_and_stops);
 	tcase_add_test(tc, harness_stop_kills_a_process_ignoring_sigterm);
+	tcase_add_test(tc, harness_stop_sends_no_sigcont_to_a_running_group);
+	tcase_add_test(tc, harness_stop_resumes_a_stopped_process);
 	tcase_add_test(tc, harness_env_and_exit_status);
 	tcase_add_test(tc, harness_run_captures_and_times_out);
 	tcase_add_test(tc, harness_cleanup_kills_orphans);

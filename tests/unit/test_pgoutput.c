@@ -283,7 +283,7 @@ START_TEST(insert_event_is_json_with_typed_values)
 {
 	struct spg_decoder d;
 	struct spg_msg m;
-	struct spg_buf json = {0}, key = {0};
+	struct dc_buf json = {0}, key = {0};
 	struct spg_txn txn = {
 		.commit_lsn = 0x16B3748, .commit_time = 86400000000LL + 250, .xid = 9};
 	struct w i = insert_row("7", "tab\there \"q\" \\ \x01 \xc3\xa9 \xff");
@@ -292,15 +292,15 @@ START_TEST(insert_event_is_json_with_typed_values)
 	load_orders(&d);
 	decode_ok(&d, &i, &m);
 	ck_assert_int_eq(spg_event_build(m.rel, "insert", &m, &txn, &json, &key), 0);
-	ck_assert_str_eq(json.s,
+	ck_assert_str_eq(json.p,
 			 "{\"op\":\"insert\",\"schema\":\"public\",\"table\":\"orders\","
 			 "\"new\":{\"id\":7,\"note\":\"tab\\there \\\"q\\\" \\\\ \\u0001 "
 			 "\xc3\xa9 \\ufffd\",\"price\":9.50,\"paid\":true},"
 			 "\"lsn\":\"0/16B3748\",\"commit_time\":\"2000-01-02T00:00:00.000250Z\","
 			 "\"xid\":9}");
-	ck_assert_str_eq(key.s, "7");
-	spg_buf_free(&json);
-	spg_buf_free(&key);
+	ck_assert_str_eq(key.p, "7");
+	dc_buf_free(&json);
+	dc_buf_free(&key);
 	spg_decoder_free(&d);
 }
 END_TEST
@@ -310,7 +310,7 @@ START_TEST(update_and_delete_events_carry_old_key_or_row)
 	static const struct col two_keys[] = {{"a", 25, true}, {"b", 20, true}, {"v", 701, false}};
 	struct spg_decoder d;
 	struct spg_msg m;
-	struct spg_buf json = {0}, key = {0};
+	struct dc_buf json = {0}, key = {0};
 	struct spg_txn txn = {.commit_lsn = 0x100000010ULL, .commit_time = 0, .xid = 1};
 	struct w r = relation(5, "s", "kv", two_keys, 3), u = {.n = 0}, del = {.n = 0};
 
@@ -325,11 +325,11 @@ START_TEST(update_and_delete_events_carry_old_key_or_row)
 	wtext(&u, "NaN");
 	decode_ok(&d, &u, &m);
 	ck_assert_int_eq(spg_event_build(m.rel, "update", &m, &txn, &json, &key), 0);
-	ck_assert_str_eq(json.s, "{\"op\":\"update\",\"schema\":\"s\",\"table\":\"kv\","
+	ck_assert_str_eq(json.p, "{\"op\":\"update\",\"schema\":\"s\",\"table\":\"kv\","
 				 "\"new\":{\"a\":\"x,y\",\"b\":-3,\"v\":\"NaN\"},"
 				 "\"lsn\":\"1/10\",\"commit_time\":\"2000-01-01T00:00:00.000000Z\","
 				 "\"xid\":1}");
-	ck_assert_str_eq(key.s, "[\"x,y\",\"-3\"]");
+	ck_assert_str_eq(key.p, "[\"x,y\",\"-3\"]");
 
 	w8(&del, 'D');
 	w32(&del, 5);
@@ -340,19 +340,19 @@ START_TEST(update_and_delete_events_carry_old_key_or_row)
 	w8(&del, 'n');
 	decode_ok(&d, &del, &m);
 	ck_assert_int_eq(spg_event_build(m.rel, "delete", &m, &txn, &json, &key), 0);
-	ck_assert_str_eq(json.s, "{\"op\":\"delete\",\"schema\":\"s\",\"table\":\"kv\","
+	ck_assert_str_eq(json.p, "{\"op\":\"delete\",\"schema\":\"s\",\"table\":\"kv\","
 				 "\"old\":{\"a\":\"x,y\",\"b\":-3},"
 				 "\"lsn\":\"1/10\",\"commit_time\":\"2000-01-01T00:00:00.000000Z\","
 				 "\"xid\":1}");
-	ck_assert_str_eq(key.s, "[\"x,y\",\"-3\"]");
+	ck_assert_str_eq(key.p, "[\"x,y\",\"-3\"]");
 
 	ck_assert_int_eq(spg_event_build(m.rel, "truncate", &m, &txn, &json, &key), 0);
-	ck_assert_str_eq(json.s, "{\"op\":\"truncate\",\"schema\":\"s\",\"table\":\"kv\","
+	ck_assert_str_eq(json.p, "{\"op\":\"truncate\",\"schema\":\"s\",\"table\":\"kv\","
 				 "\"lsn\":\"1/10\",\"commit_time\":\"2000-01-01T00:00:00.000000Z\","
 				 "\"xid\":1}");
-	ck_assert_str_eq(key.s, "");
-	spg_buf_free(&json);
-	spg_buf_free(&key);
+	ck_assert_str_eq(key.p, "");
+	dc_buf_free(&json);
+	dc_buf_free(&key);
 	spg_decoder_free(&d);
 }
 END_TEST
@@ -360,13 +360,13 @@ END_TEST
 START_TEST(topic_template_substitutes_and_sanitizes)
 {
 	struct spg_relation rel = {.schema = "public", .name = "Order Items$"};
-	struct spg_buf t = {0};
+	struct dc_buf t = {0};
 
 	ck_assert_int_eq(spg_topic_for("/default/{schema}-{table}", &rel, &t), 0);
-	ck_assert_str_eq(t.s, "/default/public-Order_Items_");
+	ck_assert_str_eq(t.p, "/default/public-Order_Items_");
 	ck_assert_int_eq(spg_topic_for("/cdc/all", &rel, &t), 0);
-	ck_assert_str_eq(t.s, "/cdc/all");
-	spg_buf_free(&t);
+	ck_assert_str_eq(t.p, "/cdc/all");
+	dc_buf_free(&t);
 	ck_assert(spg_topic_template_ok("/default/{schema}-{table}"));
 	ck_assert(spg_topic_template_ok("/cdc/{table}"));
 	ck_assert(!spg_topic_template_ok("default/{table}"));

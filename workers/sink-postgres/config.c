@@ -1,8 +1,8 @@
-/* sink-postgres's [postgres] keys, their checks, and the conninfo as logs may show it. */
-#include <libpq-fe.h>
+/* sink-postgres's [postgres] keys and their checks (the conninfo's through pg/conninfo.h). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "pg/conninfo.h"
 #include "skpg.h"
 
 #define P "postgres"
@@ -89,7 +89,7 @@ static bool in_list(char *const *l, size_t n, const char *name)
 static char *quote_table(const char *t, const char **why)
 {
 	const char *dot = strchr(t, '.');
-	struct skpg_buf b = {0};
+	struct dc_buf b = {0};
 	char *part;
 
 	*why = NULL;
@@ -101,69 +101,17 @@ static char *quote_table(const char *t, const char **why)
 		part = strndup(t, (size_t)(dot - t));
 		if (!part)
 			return NULL;
-		skpg_buf_ident(&b, part);
+		skpg_add_ident(&b, part);
 		free(part);
-		skpg_buf_str(&b, ".");
+		dc_buf_str(&b, ".");
 		t = dot + 1;
 	}
-	skpg_buf_ident(&b, t);
+	skpg_add_ident(&b, t);
 	if (b.oom) {
-		skpg_buf_free(&b);
+		dc_buf_free(&b);
 		return NULL;
 	}
 	return b.p;
-}
-
-/* The conninfo with its password masked, or NULL with libpq's reason in *why (freed by caller). */
-static char *mask_conninfo(const char *conninfo, char **why)
-{
-	PQconninfoOption *opts = PQconninfoParse(conninfo, why);
-	struct skpg_buf b = {0};
-
-	if (!opts)
-		return NULL;
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (!o->val || !*o->val)
-			continue;
-		if (b.len)
-			skpg_buf_str(&b, " ");
-		/* libpq marks secrets with "*" in dispchar: password, and whatever comes next. */
-		skpg_buf_printf(&b, "%s=%s", o->keyword,
-				o->dispchar && o->dispchar[0] == '*' ? "****" : o->val);
-	}
-	PQconninfoFree(opts);
-	if (!b.p)
-		skpg_buf_str(&b, "");
-	if (b.oom) {
-		skpg_buf_free(&b);
-		return NULL;
-	}
-	return b.p;
-}
-
-/*
- * libpq's message, on one line, into out. libpq quotes the words it could
- * not parse, and a malformed conninfo may have its password among them:
- * only an unknown option's name is kept.
- */
-static void redact(const char *msg, char *out, size_t len)
-{
-	bool keep = strncmp(msg, "invalid connection option", 25) == 0;
-	size_t n = 0;
-
-	for (const char *r = msg; *r && *r != '\n' && n + 5 < len; r++) {
-		out[n++] = *r;
-		if (*r == '"' && !keep) {
-			const char *close = strchr(r + 1, '"');
-
-			if (!close)
-				break;
-			memcpy(out + n, "...\"", 4);
-			n += 4;
-			r = close;
-		}
-	}
-	out[n] = '\0';
 }
 
 static int load_attr_cols(struct skpg_config *c, const char *spec, const char *where,
@@ -253,17 +201,15 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 		     struct dc_diag *diag)
 {
 	const char *why, *v;
-	char *perr = NULL;
+	char msg[256];
 	int bad = 0;
 
 	memset(c, 0, sizeof(*c));
 	c->conninfo = dc_config_str(cfg, P, "conninfo");
-	if (c->conninfo && !(c->conninfo_masked = mask_conninfo(c->conninfo, &perr))) {
-		char msg[256];
-
-		redact(perr ? perr : "out of memory", msg, sizeof(msg));
-		dc_diag_add(diag, "%s: conninfo: %s", dc_config_where(cfg, P, "conninfo"), msg);
-		PQfreemem(perr);
+	if (c->conninfo &&
+	    dc_pg_conninfo_mask(c->conninfo, &c->conninfo_masked, msg, sizeof(msg))) {
+		dc_diag_add(diag, "%s: conninfo: %s", dc_config_where(cfg, P, "conninfo"),
+			    msg[0] ? msg : "out of memory");
 		bad = 1;
 	}
 	v = dc_config_str(cfg, P, "table");

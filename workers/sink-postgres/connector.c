@@ -56,7 +56,7 @@ struct skpg {
 	bool in_flight;
 	bool held; /* received, not begun: waiting for the connection */
 	size_t cap;
-	struct skpg_buf json, offsets_json;
+	struct dc_buf json, offsets_json;
 };
 
 static void next_range(struct skpg *s);
@@ -227,12 +227,12 @@ static void next_range(struct skpg *s)
 	}
 	s->cur = s->stack[--s->nstack];
 	n = s->cur.hi - s->cur.lo;
-	skpg_buf_reset(&s->json);
+	dc_buf_reset(&s->json);
 	skpg_sql_batch(&s->json, &s->cfg, msgs, s->todo + s->cur.lo, n);
 	params[0] = s->json.p;
 	params[2] = s->cfg.subscription;
 	if (s->cfg.exactly_once) {
-		skpg_buf_reset(&s->offsets_json);
+		dc_buf_reset(&s->offsets_json);
 		skpg_sql_offsets(&s->offsets_json, msgs, s->todo + s->cur.lo, n);
 		params[1] = s->offsets_json.p;
 	}
@@ -293,16 +293,32 @@ static bool already_written(struct skpg *s, const struct dn_message *m)
 static void begin(struct skpg *s)
 {
 	struct dc_batch *b = s->batch;
+	size_t skipped = 0;
 
 	s->held = false;
 	s->ntodo = 0;
 	for (size_t i = 0; i < s->noffs; i++)
 		s->offs[i].has_seen = false;
-	for (size_t i = 0; i < b->n; i++)
-		if (!s->cfg.exactly_once || !already_written(s, s->msgs[i]))
-			s->todo[s->ntodo++] = i;
-	if (s->ntodo < b->n)
-		dc_log_debug("skipping %zu records already written", b->n - s->ntodo);
+	for (size_t i = 0; i < b->n; i++) {
+		const struct dn_message *m = s->msgs[i];
+		char why[128];
+		size_t bad;
+
+		if (s->cfg.exactly_once && already_written(s, m)) {
+			skipped++;
+			continue;
+		}
+		/* Not UTF-8 is not JSON: refused here, never altered into something that parses. */
+		if (!dc_utf8_valid(m->payload, m->payload_len, &bad)) {
+			snprintf(why, sizeof(why),
+				 "payload is not valid UTF-8 (byte %zu), so not JSON", bad);
+			set_result(&b->records[i], DC_WRITE_FATAL, "invalid_data", why);
+			continue;
+		}
+		s->todo[s->ntodo++] = i;
+	}
+	if (skipped)
+		dc_log_debug("skipping %zu records already written", skipped);
 	s->nstack = 0;
 	s->cur = (struct range){0, 0};
 	if (s->ntodo == 0) {
@@ -510,8 +526,8 @@ static void skpg_free(struct skpg *s)
 	free(s->msgs);
 	free(s->todo);
 	free(s->stack);
-	skpg_buf_free(&s->json);
-	skpg_buf_free(&s->offsets_json);
+	dc_buf_free(&s->json);
+	dc_buf_free(&s->offsets_json);
 	free(s);
 }
 

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "danube/client.h"
+#include "strbuf.h"
 
 struct ev_loop;
 
@@ -49,23 +50,8 @@ void skpg_config_free(struct skpg_config *c);
 
 /* ------------------------------------------------------------------ SQL text */
 
-/* A growing string; after an allocation failure it stays failed (oom) and appends are no-ops. */
-struct skpg_buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-void skpg_buf_reset(struct skpg_buf *b);
-void skpg_buf_free(struct skpg_buf *b);
-void skpg_buf_add(struct skpg_buf *b, const char *s, size_t n);
-void skpg_buf_str(struct skpg_buf *b, const char *s);
-void skpg_buf_printf(struct skpg_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-/* s as a JSON string, quotes included (bytes >= 0x80 pass through). */
-void skpg_buf_json_str(struct skpg_buf *b, const char *s, size_t n);
 /* name as a double-quoted SQL identifier. */
-void skpg_buf_ident(struct skpg_buf *b, const char *name);
+void skpg_add_ident(struct dc_buf *b, const char *name);
 /* A malloc'd quoted identifier, NULL when out of memory. */
 char *skpg_quote_ident(const char *name);
 
@@ -83,10 +69,10 @@ char *skpg_sql_load_offsets(const struct skpg_config *c);
 extern const char skpg_sql_default_columns[];
 
 /* The JSON array of the records msgs[idx[0..n-1]]: [{"p":"payload","m":{...}},...]. */
-void skpg_sql_batch(struct skpg_buf *b, const struct skpg_config *c,
+void skpg_sql_batch(struct dc_buf *b, const struct skpg_config *c,
 		    const struct dn_message *const *msgs, const size_t *idx, size_t n);
 /* {"topic": highest offset, ...} over the same records. */
-void skpg_sql_offsets(struct skpg_buf *b, const struct dn_message *const *msgs, const size_t *idx,
+void skpg_sql_offsets(struct dc_buf *b, const struct dn_message *const *msgs, const size_t *idx,
 		      size_t n);
 
 /* ------------------------------------------------------- libpq on the loop */

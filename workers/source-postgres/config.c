@@ -1,10 +1,10 @@
 /* source-postgres's keys: the connection, publication, slot, tables and topic template. */
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "event.h"
+#include "pg/conninfo.h"
 #include "spg.h"
 
 #define P "postgres"
@@ -146,40 +146,16 @@ static int load_tables(struct spg_config *c, const struct dc_config *cfg, struct
 /* Checks the syntax without connecting, and keeps a password-free copy for logs. */
 static int load_conninfo(struct spg_config *c, const struct dc_config *cfg, struct dc_diag *diag)
 {
-	char *err = NULL;
-	PQconninfoOption *opts;
-	size_t len = 0;
+	char why[256];
 
 	c->conninfo = dc_config_str(cfg, P, "conninfo");
 	if (!c->conninfo)
 		return -1; /* required: the loader reported it */
-	opts = PQconninfoParse(c->conninfo, &err);
-	if (!opts) {
-		size_t n = err ? strlen(err) : 0;
-
-		while (n > 0 && err[n - 1] == '\n')
-			n--;
-		dc_diag_add(diag, "%s: conninfo: %.*s", dc_config_where(cfg, P, "conninfo"), (int)n,
-			    err ? err : "out of memory");
-		PQfreemem(err);
+	if (dc_pg_conninfo_mask(c->conninfo, &c->masked, why, sizeof(why)) != 0) {
+		dc_diag_add(diag, "%s: conninfo: %s", dc_config_where(cfg, P, "conninfo"),
+			    why[0] ? why : "out of memory");
 		return -1;
 	}
-	c->masked[0] = '\0';
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (!o->val || !*o->val || strcmp(o->keyword, "password") == 0 ||
-		    strcmp(o->keyword, "sslpassword") == 0)
-			continue;
-		if (strcmp(o->keyword, "host") && strcmp(o->keyword, "hostaddr") &&
-		    strcmp(o->keyword, "port") && strcmp(o->keyword, "dbname") &&
-		    strcmp(o->keyword, "user"))
-			continue;
-		len += (size_t)snprintf(c->masked + len,
-					len < sizeof(c->masked) ? sizeof(c->masked) - len : 0,
-					"%s%s=%s", len ? " " : "", o->keyword, o->val);
-		if (len >= sizeof(c->masked))
-			break;
-	}
-	PQconninfoFree(opts);
 	return 0;
 }
 
@@ -226,4 +202,6 @@ void spg_config_free(struct spg_config *c)
 {
 	free(c->tables_sql);
 	c->tables_sql = NULL;
+	free(c->masked);
+	c->masked = NULL;
 }

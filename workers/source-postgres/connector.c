@@ -59,7 +59,7 @@ struct spg {
 	bool in_txn, paused, stopped;
 	struct held *held;
 	size_t nheld, capheld, held_next;
-	struct spg_buf json, key, topic, table;
+	struct dc_buf json, key, topic, table;
 	uint64_t events; /* row events submitted since start, for logs */
 };
 
@@ -231,10 +231,10 @@ static int hold(struct spg *s, const char *op, const char *lsn)
 	}
 	h = &s->held[s->nheld];
 	memset(h, 0, sizeof(*h));
-	h->json = strndup(s->json.s, s->json.len);
-	h->topic = strdup(s->topic.s);
-	h->key = strdup(s->key.s);
-	h->table = strdup(s->table.s);
+	h->json = strndup(s->json.p, s->json.len);
+	h->topic = strdup(s->topic.p);
+	h->key = strdup(s->key.p);
+	h->table = strdup(s->table.p);
 	h->len = s->json.len;
 	h->op = op;
 	snprintf(h->lsn, sizeof(h->lsn), "%s", lsn);
@@ -275,15 +275,15 @@ static int emit(struct spg *s, const struct spg_relation *rel, const char *op,
 	if (!s->in_txn)
 		return -EPROTO;
 	spg_lsn_format(s->txn.commit_lsn, lsn, sizeof(lsn));
-	spg_buf_reset(&s->table);
-	spg_buf_adds(&s->table, rel->schema);
-	spg_buf_add(&s->table, ".", 1);
-	spg_buf_adds(&s->table, rel->name);
+	dc_buf_reset(&s->table);
+	dc_buf_str(&s->table, rel->schema);
+	dc_buf_add(&s->table, ".", 1);
+	dc_buf_str(&s->table, rel->name);
 	if (spg_event_build(rel, op, m, &s->txn, &s->json, &s->key) != 0 ||
 	    spg_topic_for(s->cfg.topic_template, rel, &s->topic) != 0 || s->table.oom)
 		return -ENOMEM;
 	if (s->nheld == 0) {
-		rc = submit(s, s->json.s, s->json.len, s->topic.s, s->key.s, s->table.s, op, lsn);
+		rc = submit(s, s->json.p, s->json.len, s->topic.p, s->key.p, s->table.p, op, lsn);
 		/*
 		 * -EPIPE (shutting down) is an error too: its transaction must
 		 * not be confirmed, so PostgreSQL sends it again next time.
@@ -785,10 +785,10 @@ static void spg_close(void *state)
 	free(s->held);
 	spg_decoder_free(&s->dec);
 	spg_position_free(&s->pos);
-	spg_buf_free(&s->json);
-	spg_buf_free(&s->key);
-	spg_buf_free(&s->topic);
-	spg_buf_free(&s->table);
+	dc_buf_free(&s->json);
+	dc_buf_free(&s->key);
+	dc_buf_free(&s->topic);
+	dc_buf_free(&s->table);
 	spg_config_free(&s->cfg);
 	free(s);
 }

@@ -10,20 +10,7 @@
 #include <stdint.h>
 
 #include "pgoutput.h"
-
-/* A growing string; oom is sticky so a caller checks once at the end. */
-struct spg_buf {
-	char *s;
-	size_t len, cap;
-	bool oom;
-};
-
-void spg_buf_reset(struct spg_buf *b);
-void spg_buf_free(struct spg_buf *b);
-void spg_buf_add(struct spg_buf *b, const char *s, size_t n);
-void spg_buf_adds(struct spg_buf *b, const char *s);
-/* A JSON string literal of n bytes (quotes included); invalid UTF-8 becomes U+FFFD. */
-void spg_buf_json_str(struct spg_buf *b, const char *s, size_t n);
+#include "strbuf.h"
 
 /* The transaction a change belongs to, from its Begin message. */
 struct spg_txn {
@@ -44,14 +31,14 @@ void spg_time_format(int64_t pg_us, char *out, size_t len);
  * key columns). Returns 0 or -ENOMEM.
  */
 int spg_event_build(const struct spg_relation *rel, const char *op, const struct spg_msg *m,
-		    const struct spg_txn *txn, struct spg_buf *json, struct spg_buf *key);
+		    const struct spg_txn *txn, struct dc_buf *json, struct dc_buf *key);
 
 /*
  * The topic for a relation: tmpl with {schema} and {table} replaced; characters
  * Danube does not allow in a topic name (only letters, digits, '_', '-') become
  * '_'. Returns 0 or -ENOMEM.
  */
-int spg_topic_for(const char *tmpl, const struct spg_relation *rel, struct spg_buf *out);
+int spg_topic_for(const char *tmpl, const struct spg_relation *rel, struct dc_buf *out);
 
 /* Whether tmpl is a usable template: starts with '/', knows only {schema} and {table}. */
 bool spg_topic_template_ok(const char *tmpl);

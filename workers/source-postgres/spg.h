@@ -10,7 +10,7 @@
 
 struct spg_config {
 	const char *conninfo; /* a secret: it may carry the password */
-	char masked[512];     /* the conninfo without its password, for logs */
+	char *masked;         /* the conninfo without its password, for logs */
 	char publication[64];
 	char slot[64];
 	char *tables_sql; /* "a, s.b" for CREATE PUBLICATION ... FOR TABLE; NULL: all tables */
