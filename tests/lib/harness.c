@@ -181,8 +181,12 @@ static void child_exec(const char *cwd, const char *log, char *const argv[], cha
 	for (size_t i = 0; env && env[i]; i++)
 		putenv(env[i]);
 	if (under_valgrind(argv[0])) {
-		char *vargv[64];
+		char *vargv[64], supp[4200];
 		size_t n = 0;
+
+		/* Leaks inside libraries we cannot fix, each with its evidence. */
+		snprintf(supp, sizeof(supp), "--suppressions=%s",
+			 th_src_path("tests/valgrind.supp"));
 
 		vargv[n++] = "/usr/bin/valgrind";
 		vargv[n++] = "--quiet";
@@ -190,6 +194,7 @@ static void child_exec(const char *cwd, const char *log, char *const argv[], cha
 		vargv[n++] = "--show-leak-kinds=definite,indirect";
 		vargv[n++] = "--errors-for-leak-kinds=definite,indirect";
 		vargv[n++] = "--error-exitcode=99";
+		vargv[n++] = supp;
 		vargv[n++] = "--trace-children=no";
 		for (size_t i = 0; argv[i] && n < 63; i++)
 			vargv[n++] = argv[i];
