@@ -216,11 +216,49 @@ static void rpc_on_done(void *arg, int code, const char *message)
 	rpc_free(r);
 }
 
-int dn_rpc_start(struct dn_client *c, struct dc_grpc_conn *conn, const char *path,
-		 const pb_msgdesc_t *req_fields, const void *req, const pb_msgdesc_t *resp_fields,
-		 size_t resp_size, uint32_t deadline_ms, dn_rpc_fn cb, void *arg,
-		 struct dn_rpc **out)
+char *dn_proxy_value(const char *connect_url, const char *broker_url, bool *ok)
 {
+	const char *auth;
+	size_t len;
+	char *v;
+
+	if (strcmp(connect_url, broker_url) == 0)
+		return NULL;
+	/*
+	 * The Rust client sends Uri::to_string(), and http::Uri prints an
+	 * absolute URI without a path as "scheme://authority/": match it, so a
+	 * proxy routing on the header sees what Rust clients send. A URL that
+	 * has a path already is sent as the broker gave it.
+	 */
+	auth = strstr(broker_url, "://");
+	len = strlen(broker_url);
+	v = malloc(len + 2);
+	if (v == NULL) {
+		*ok = false;
+		return NULL;
+	}
+	memcpy(v, broker_url, len + 1);
+	if (auth != NULL && auth[3] != '\0' && strchr(auth + 3, '/') == NULL)
+		memcpy(v + len, "/", 2);
+	return v;
+}
+
+const char *const *dn_proxy_headers(const char *kv[3], const char *proxy)
+{
+	if (proxy == NULL)
+		return NULL;
+	kv[0] = "x-danube-broker-url";
+	kv[1] = proxy;
+	kv[2] = NULL;
+	return kv;
+}
+
+int dn_rpc_start(struct dn_client *c, struct dc_grpc_conn *conn, const char *path,
+		 const char *proxy, const pb_msgdesc_t *req_fields, const void *req,
+		 const pb_msgdesc_t *resp_fields, size_t resp_size, uint32_t deadline_ms,
+		 dn_rpc_fn cb, void *arg, struct dn_rpc **out)
+{
+	const char *kv[3];
 	struct dn_rpc *r;
 	uint8_t *buf;
 	size_t len;
@@ -238,8 +276,8 @@ int dn_rpc_start(struct dn_client *c, struct dc_grpc_conn *conn, const char *pat
 	dn_state_touch(c, conn);
 	err = dn_encode(c, req_fields, req, &buf, &len);
 	if (err == 0)
-		err = dc_grpc_call_start(conn, path, buf, len, deadline_ms, rpc_on_msg, rpc_on_done,
-					 r, &r->call);
+		err = dc_grpc_call_start_hdr(conn, path, dn_proxy_headers(kv, proxy), buf, len,
+					     deadline_ms, rpc_on_msg, rpc_on_done, r, &r->call);
 	if (err != 0) {
 		free(r);
 		return err;
@@ -376,7 +414,7 @@ int dn_lookup_op(struct dn_client *c, const char *topic, dn_lookup_fn cb, void *
 		return start_failed(op, out, err);
 	req.request_id = ++c->request_id;
 	req.topic = (char *)topic;
-	err = dn_rpc_start(c, conn, DN_PATH_LOOKUP, danube_TopicLookupRequest_fields, &req,
+	err = dn_rpc_start(c, conn, DN_PATH_LOOKUP, NULL, danube_TopicLookupRequest_fields, &req,
 			   danube_TopicLookupResponse_fields, sizeof(danube_TopicLookupResponse),
 			   DN_CONTROL_DEADLINE_MS, lookup_done, op, &op->rpc);
 	if (err != 0)
@@ -427,8 +465,8 @@ int dn_partitions_op(struct dn_client *c, const char *topic, dn_partitions_fn cb
 		return start_failed(op, out, err);
 	req.request_id = ++c->request_id;
 	req.topic = (char *)topic;
-	err = dn_rpc_start(c, conn, DN_PATH_PARTITIONS, danube_TopicLookupRequest_fields, &req,
-			   danube_TopicPartitionsResponse_fields,
+	err = dn_rpc_start(c, conn, DN_PATH_PARTITIONS, NULL, danube_TopicLookupRequest_fields,
+			   &req, danube_TopicPartitionsResponse_fields,
 			   sizeof(danube_TopicPartitionsResponse), DN_CONTROL_DEADLINE_MS,
 			   partitions_done, op, &op->rpc);
 	if (err != 0)
@@ -441,8 +479,8 @@ int dn_topic_partitions(struct dn_client *c, const char *topic, dn_partitions_fn
 	return dn_partitions_op(c, topic, cb, arg, NULL);
 }
 
-int dn_health_start(struct dn_client *c, struct dc_grpc_conn *conn, bool consumer, uint64_t id,
-		    dn_rpc_fn cb, void *arg, struct dn_rpc **out)
+int dn_health_start(struct dn_client *c, struct dc_grpc_conn *conn, const char *proxy,
+		    bool consumer, uint64_t id, dn_rpc_fn cb, void *arg, struct dn_rpc **out)
 {
 	danube_HealthCheckRequest req = danube_HealthCheckRequest_init_zero;
 
@@ -450,7 +488,7 @@ int dn_health_start(struct dn_client *c, struct dc_grpc_conn *conn, bool consume
 	req.client = consumer ? danube_HealthCheckRequest_ClientType_Consumer
 			      : danube_HealthCheckRequest_ClientType_Producer;
 	req.id = id;
-	return dn_rpc_start(c, conn, DN_PATH_HEALTH, danube_HealthCheckRequest_fields, &req,
+	return dn_rpc_start(c, conn, DN_PATH_HEALTH, proxy, danube_HealthCheckRequest_fields, &req,
 			    danube_HealthCheckResponse_fields, sizeof(danube_HealthCheckResponse),
 			    DN_CONTROL_DEADLINE_MS, cb, arg, out);
 }

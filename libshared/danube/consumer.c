@@ -31,6 +31,7 @@ struct csub {
 	char *topic;
 	char *connect_url;
 	char *broker_url;
+	char *proxy; /* x-danube-broker-url value, NULL when not behind a proxy */
 	struct dc_grpc_conn *conn;
 	uint64_t consumer_id;
 	uint64_t request_id;
@@ -187,8 +188,8 @@ static void health_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (s->health != NULL || s->state != CS_RECEIVING)
 		return;
-	if (dn_health_start(s->c->cl, s->conn, true, s->consumer_id, health_done, s, &s->health) !=
-	    0)
+	if (dn_health_start(s->c->cl, s->conn, s->proxy, true, s->consumer_id, health_done, s,
+			    &s->health) != 0)
 		s->health = NULL;
 }
 
@@ -288,14 +289,16 @@ static void csub_receive(struct csub *s)
 	char err[DN_ERRLEN];
 	uint8_t *buf;
 	size_t len;
+	const char *kv[3];
 	int rc;
 
 	req.request_id = ++s->request_id;
 	req.consumer_id = s->consumer_id;
 	rc = dn_encode(c->cl, danube_ReceiveRequest_fields, &req, &buf, &len);
 	if (rc == 0)
-		rc = dc_grpc_call_start(s->conn, DN_PATH_RECEIVE, buf, len, 0, stream_msg,
-					stream_done, s, &s->stream);
+		rc = dc_grpc_call_start_hdr(s->conn, DN_PATH_RECEIVE,
+					    dn_proxy_headers(kv, s->proxy), buf, len, 0, stream_msg,
+					    stream_done, s, &s->stream);
 	if (rc != 0) {
 		s->stream = NULL;
 		snprintf(err, sizeof(err), "topic %s: cannot open the message stream: %s", s->topic,
@@ -359,10 +362,10 @@ static void csub_subscribe(struct csub *s)
 		req.subscription_type = (danube_ConsumerRequest_SubscriptionType)c->type;
 		req.key_filters_count = (pb_size_t)c->nkey_filters;
 		req.key_filters = c->key_filters;
-		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_SUBSCRIBE, danube_ConsumerRequest_fields,
-				  &req, danube_ConsumerResponse_fields,
-				  sizeof(danube_ConsumerResponse), DN_CONTROL_DEADLINE_MS,
-				  subscribe_done, s, &s->subscribe);
+		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_SUBSCRIBE, s->proxy,
+				  danube_ConsumerRequest_fields, &req,
+				  danube_ConsumerResponse_fields, sizeof(danube_ConsumerResponse),
+				  DN_CONTROL_DEADLINE_MS, subscribe_done, s, &s->subscribe);
 	}
 	if (rc != 0) {
 		s->subscribe = NULL;
@@ -383,15 +386,19 @@ static void lookup_done(void *arg, int code, const char *error, const struct dn_
 	if (code == DN_OK) {
 		char *cu = dn_strdup(res->connect_url, &ok);
 		char *bu = dn_strdup(res->broker_url, &ok);
+		char *px = ok ? dn_proxy_value(cu, bu, &ok) : NULL;
 
 		if (ok) {
 			free(s->connect_url);
 			free(s->broker_url);
+			free(s->proxy);
 			s->connect_url = cu;
 			s->broker_url = bu;
+			s->proxy = px;
 		} else {
 			free(cu);
 			free(bu);
+			free(px);
 		}
 	}
 	csub_subscribe(s);
@@ -624,8 +631,8 @@ static int ack_start(struct dn_consumer *c, const struct dn_message *msg, bool n
 		req.has_delay_ms = true;
 		req.delay_ms = delay_ms;
 		req.reason = (char *)reason;
-		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_NACK, danube_NackRequest_fields, &req,
-				  NULL, 0, DN_CONTROL_DEADLINE_MS, ack_done, a, &a->rpc);
+		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_NACK, s->proxy, danube_NackRequest_fields,
+				  &req, NULL, 0, DN_CONTROL_DEADLINE_MS, ack_done, a, &a->rpc);
 	} else {
 		danube_AckRequest req = danube_AckRequest_init_zero;
 
@@ -633,8 +640,8 @@ static int ack_start(struct dn_consumer *c, const struct dn_message *msg, bool n
 		req.has_msg_id = true;
 		req.msg_id = m->sm.msg_id;
 		req.subscription_name = c->subscription;
-		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_ACK, danube_AckRequest_fields, &req, NULL,
-				  0, DN_CONTROL_DEADLINE_MS, ack_done, a, &a->rpc);
+		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_ACK, s->proxy, danube_AckRequest_fields,
+				  &req, NULL, 0, DN_CONTROL_DEADLINE_MS, ack_done, a, &a->rpc);
 	}
 	if (rc != 0) {
 		free(a);
@@ -680,6 +687,7 @@ static void consumer_destroy(struct dn_consumer *c)
 		free(c->subs[i].topic);
 		free(c->subs[i].connect_url);
 		free(c->subs[i].broker_url);
+		free(c->subs[i].proxy);
 	}
 	while (c->acks != NULL) {
 		struct ackop *a = c->acks;

@@ -81,12 +81,26 @@ void dn_state_free(struct dn_client *c);
  * code/message are the call's status; resp is NULL unless code is DN_OK.
  */
 typedef void (*dn_rpc_fn)(void *arg, int code, const char *message, void *resp);
+/*
+ * proxy: the x-danube-broker-url value to send (dn_proxy_value), or NULL
+ * for none -- always NULL on lookup, partitions and schema calls (§2.1).
+ */
 int dn_rpc_start(struct dn_client *c, struct dc_grpc_conn *conn, const char *path,
-		 const pb_msgdesc_t *req_fields, const void *req, const pb_msgdesc_t *resp_fields,
-		 size_t resp_size, uint32_t deadline_ms, dn_rpc_fn cb, void *arg,
-		 struct dn_rpc **out);
+		 const char *proxy, const pb_msgdesc_t *req_fields, const void *req,
+		 const pb_msgdesc_t *resp_fields, size_t resp_size, uint32_t deadline_ms,
+		 dn_rpc_fn cb, void *arg, struct dn_rpc **out);
 /* cb will not run. */
 void dn_rpc_cancel(struct dn_rpc *r);
+
+/*
+ * The x-danube-broker-url value for a partition served at connect_url
+ * whose identity is broker_url: NULL (with *ok untouched) when they are
+ * equal -- no proxy in between -- else a malloc'd copy, or NULL and *ok
+ * false without memory.
+ */
+char *dn_proxy_value(const char *connect_url, const char *broker_url, bool *ok);
+/* The metadata list for dc_grpc_call_start_hdr: kv filled and returned, or NULL if proxy is. */
+const char *const *dn_proxy_headers(const char *kv[3], const char *proxy);
 
 /* Encode msg into the client's scratch buffer; returns the length or -errno. */
 int dn_encode(struct dn_client *c, const pb_msgdesc_t *fields, const void *msg, uint8_t **buf,
@@ -125,8 +139,8 @@ int dn_schema_latest_op(struct dn_client *c, const char *subject, dn_schema_fn c
 			struct dn_op **out);
 
 /* HealthCheck for a producer or consumer id; dn_health_is_close reads the answer. */
-int dn_health_start(struct dn_client *c, struct dc_grpc_conn *conn, bool consumer, uint64_t id,
-		    dn_rpc_fn cb, void *arg, struct dn_rpc **out);
+int dn_health_start(struct dn_client *c, struct dc_grpc_conn *conn, const char *proxy,
+		    bool consumer, uint64_t id, dn_rpc_fn cb, void *arg, struct dn_rpc **out);
 bool dn_health_is_close(const void *resp);
 
 /*

@@ -46,6 +46,7 @@ struct sub {
 	char *name;
 	char *connect_url;
 	char *broker_url;
+	char *proxy; /* x-danube-broker-url value, NULL when not behind a proxy */
 	struct dc_grpc_conn *conn;
 	uint64_t producer_id;
 	uint64_t request_id;
@@ -283,8 +284,8 @@ static void health_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (s->health != NULL || s->state != SUB_READY)
 		return;
-	if (dn_health_start(s->p->c, s->conn, false, s->producer_id, health_done, s, &s->health) !=
-	    0)
+	if (dn_health_start(s->p->c, s->conn, s->proxy, false, s->producer_id, health_done, s,
+			    &s->health) != 0)
 		s->health = NULL;
 }
 
@@ -396,7 +397,7 @@ static void sub_create(struct sub *s)
 			req.schema_ref.which_version_ref = danube_SchemaReference_use_latest_tag;
 			req.schema_ref.version_ref.use_latest = true;
 		}
-		rc = dn_rpc_start(p->c, s->conn, DN_PATH_CREATE_PRODUCER,
+		rc = dn_rpc_start(p->c, s->conn, DN_PATH_CREATE_PRODUCER, s->proxy,
 				  danube_ProducerRequest_fields, &req,
 				  danube_ProducerResponse_fields, sizeof(danube_ProducerResponse),
 				  DN_CONTROL_DEADLINE_MS, create_done, s, &s->create);
@@ -413,16 +414,20 @@ static bool set_target(struct sub *s, const char *connect_url, const char *broke
 	bool ok = true;
 	char *cu = dn_strdup(connect_url, &ok);
 	char *bu = dn_strdup(broker_url, &ok);
+	char *px = ok ? dn_proxy_value(cu, bu, &ok) : NULL;
 
 	if (!ok) {
 		free(cu);
 		free(bu);
+		free(px);
 		return false;
 	}
 	free(s->connect_url);
 	free(s->broker_url);
+	free(s->proxy);
 	s->connect_url = cu;
 	s->broker_url = bu;
+	s->proxy = px;
 	return true;
 }
 
@@ -507,8 +512,9 @@ static int entry_send(struct sub *s, struct entry *e)
 		m.has_schema_version = true;
 		m.schema_version = p->schema_version;
 	}
-	return dn_rpc_start(p->c, s->conn, DN_PATH_SEND_MESSAGE, danube_StreamMessage_fields, &m,
-			    NULL, 0, DN_SEND_DEADLINE_MS, send_done, e, &e->rpc);
+	return dn_rpc_start(p->c, s->conn, DN_PATH_SEND_MESSAGE, s->proxy,
+			    danube_StreamMessage_fields, &m, NULL, 0, DN_SEND_DEADLINE_MS,
+			    send_done, e, &e->rpc);
 }
 
 static void sub_pump(struct sub *s)
@@ -747,6 +753,7 @@ static void producer_destroy(struct dn_producer *p)
 		free(s->name);
 		free(s->connect_url);
 		free(s->broker_url);
+		free(s->proxy);
 	}
 	free(p->subs);
 	free(p->topic);

@@ -72,7 +72,7 @@ static int start(struct dn_client *c, struct dn_op *op, struct dn_op **out, cons
 	int err = dn_client_conn(c, c->service_url, &conn);
 
 	if (err == 0)
-		err = dn_rpc_start(c, conn, path, req_fields, req, resp_fields, resp_size,
+		err = dn_rpc_start(c, conn, path, NULL, req_fields, req, resp_fields, resp_size,
 				   DN_CONTROL_DEADLINE_MS, cb, op, &op->rpc);
 	if (err != 0) {
 		if (out != NULL)

@@ -103,7 +103,7 @@ static void dispatch(struct dc_grpc_call *c)
 void dc_h2_call_submit(struct dc_h2_sess *s, struct dc_grpc_call *c)
 {
 	struct dc_grpc_conn *conn = s->conn;
-	nghttp2_nv nva[9] = {
+	nghttp2_nv nva[9 + DC_GRPC_MAX_HEADERS] = {
 		NV(":method", "POST", 4),
 		NV(":scheme", conn->scheme, strlen(conn->scheme)),
 		NV(":path", c->path, strlen(c->path)),
@@ -123,6 +123,12 @@ void dc_h2_call_submit(struct dc_h2_sess *s, struct dc_grpc_call *c)
 	if (conn->auth_value) {
 		nghttp2_nv a = NV("authorization", conn->auth_value, strlen(conn->auth_value));
 		nva[n++] = a;
+	}
+	for (size_t i = 0; i < c->nhdr; i++) {
+		nghttp2_nv h = {(uint8_t *)c->hdr[2 * i], (uint8_t *)c->hdr[2 * i + 1],
+				strlen(c->hdr[2 * i]), strlen(c->hdr[2 * i + 1]),
+				NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+		nva[n++] = h;
 	}
 	id = nghttp2_submit_request(s->ng, NULL, nva, n, &prd, c);
 	if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE && conn->sess == s) {
@@ -170,25 +176,95 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/*
+ * HTTP/2 forbids uppercase names (RFC 9113 8.2.1); pseudo-headers and the
+ * ones we set are ours, grpc-* is reserved by gRPC, and connection-specific
+ * names are a protocol error in HTTP/2.
+ */
+static bool header_name_ok(const char *name)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+	static const char *const taken[] = {
+		"te",         "content-type", "user-agent",       "authorization",     "host",
+		"connection", "keep-alive",   "proxy-connection", "transfer-encoding", "upgrade",
+	};
+
+	if (name[0] == '\0' || strncmp(name, "grpc-", 5) == 0)
+		return false;
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+		if (strcmp(name, taken[i]) == 0)
+			return false;
+	}
+	for (const char *p = name; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		      strchr(extra, *p) != NULL))
+			return false;
+	}
+	return true;
+}
+
+/* Printable ASCII only: no CR/LF smuggling, no bytes gRPC would need -bin for. */
+static bool header_value_ok(const char *value)
+{
+	for (const char *p = value; *p != '\0'; p++) {
+		if (*p < 0x20 || *p > 0x7e)
+			return false;
+	}
+	return true;
+}
+
+/* Checks headers; *bytes gets the room their copies need. Returns the pair count or -EINVAL. */
+static int headers_check(const char *const *headers, size_t *bytes)
+{
+	size_t n = 0;
+
+	*bytes = 0;
+	if (headers == NULL)
+		return 0;
+	for (; headers[2 * n] != NULL; n++) {
+		const char *name = headers[2 * n], *value = headers[2 * n + 1];
+
+		if (n == DC_GRPC_MAX_HEADERS || value == NULL || !header_name_ok(name) ||
+		    !header_value_ok(value))
+			return -EINVAL;
+		*bytes += strlen(name) + 1 + strlen(value) + 1;
+	}
+	return (int)n;
+}
+
 int dc_grpc_call_start(struct dc_grpc_conn *conn, const char *path, const uint8_t *req,
 		       size_t req_len, uint32_t deadline_ms, dc_grpc_msg_fn on_msg,
 		       dc_grpc_done_fn on_done, void *arg, struct dc_grpc_call **out)
 {
+	return dc_grpc_call_start_hdr(conn, path, NULL, req, req_len, deadline_ms, on_msg, on_done,
+				      arg, out);
+}
+
+int dc_grpc_call_start_hdr(struct dc_grpc_conn *conn, const char *path, const char *const *headers,
+			   const uint8_t *req, size_t req_len, uint32_t deadline_ms,
+			   dc_grpc_msg_fn on_msg, dc_grpc_done_fn on_done, void *arg,
+			   struct dc_grpc_call **out)
+{
 	struct dc_grpc_call *c;
-	size_t plen, body_len;
+	size_t plen, body_len, hbytes;
+	int nhdr;
+	char *hp;
 	bool too_big;
 
 	if (out != NULL)
 		*out = NULL;
 	if (conn == NULL || path == NULL || on_done == NULL || (req == NULL && req_len > 0))
 		return -EINVAL;
+	nhdr = headers_check(headers, &hbytes);
+	if (nhdr < 0)
+		return nhdr;
 	if (dc_h2_shutting_down())
 		return -ESHUTDOWN;
 	plen = strlen(path);
 	too_big = req_len > conn->max_msg;
 	body_len = too_big ? 0 : 5 + req_len;
-	/* One allocation per call: the struct, the path and the framed request. */
-	c = malloc(sizeof(*c) + plen + 1 + body_len);
+	/* One allocation per call: the struct, the path, the framed request and the headers. */
+	c = malloc(sizeof(*c) + plen + 1 + body_len + hbytes);
 	if (c == NULL)
 		return -ENOMEM;
 	memset(c, 0, sizeof(*c));
@@ -205,6 +281,15 @@ int dc_grpc_call_start(struct dc_grpc_conn *conn, const char *path, const uint8_
 		dc_grpc_frame_header(c->body, (uint32_t)req_len);
 		if (req_len > 0)
 			memcpy(c->body + 5, req, req_len);
+	}
+	hp = (char *)c->body + body_len;
+	c->nhdr = (size_t)nhdr;
+	for (size_t i = 0; i < 2 * c->nhdr; i++) {
+		size_t l = strlen(headers[i]) + 1;
+
+		memcpy(hp, headers[i], l);
+		c->hdr[i] = hp;
+		hp += l;
 	}
 	dc_h2_list_init(&c->link);
 	dc_grpc_deframer_init(&c->df, conn->max_msg);

@@ -90,6 +90,23 @@ int dc_grpc_call_start(struct dc_grpc_conn *conn, const char *path, const uint8_
 		       size_t req_len, uint32_t deadline_ms, dc_grpc_msg_fn on_msg,
 		       dc_grpc_done_fn on_done, void *arg, struct dc_grpc_call **out);
 
+/* At most this many custom metadata entries per call. */
+#define DC_GRPC_MAX_HEADERS 8
+
+/*
+ * dc_grpc_call_start with custom metadata: headers is NULL or a
+ * NULL-terminated list of name, value pairs ({"x-a", "1", NULL}), copied.
+ * Names must be non-empty lowercase HTTP/2 tokens, not pseudo-headers,
+ * grpc-*, the headers the client sets itself (te, content-type,
+ * user-agent, authorization) or connection-specific ones; values
+ * printable ASCII. More than DC_GRPC_MAX_HEADERS pairs or a bad name or
+ * value is -EINVAL.
+ */
+int dc_grpc_call_start_hdr(struct dc_grpc_conn *conn, const char *path, const char *const *headers,
+			   const uint8_t *req, size_t req_len, uint32_t deadline_ms,
+			   dc_grpc_msg_fn on_msg, dc_grpc_done_fn on_done, void *arg,
+			   struct dc_grpc_call **out);
+
 /* Cancel (RST_STREAM CANCEL); on_done is not called after this. */
 void dc_grpc_call_cancel(struct dc_grpc_call *call);
 

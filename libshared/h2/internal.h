@@ -129,8 +129,10 @@ struct dc_grpc_call {
 	char *dfr_msg;
 	size_t body_len, body_off;
 	char timeout_hdr[16];
-	char *path;    /* in the same allocation, after the struct */
-	uint8_t *body; /* 5-byte prefix + request, same allocation */
+	size_t nhdr;                        /* custom metadata pairs */
+	char *hdr[2 * DC_GRPC_MAX_HEADERS]; /* name, value; same allocation */
+	char *path;                         /* in the same allocation, after the struct */
+	uint8_t *body;                      /* 5-byte prefix + request, same allocation */
 };
 
 /* call.c */

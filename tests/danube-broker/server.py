@@ -10,6 +10,7 @@ import grpc
 
 import protos
 from auth import TokenInterceptor
+from proxy import BrokerUrlRecorder
 from schemas import SchemaRegistry
 from storage import Storage
 from subscriptions import END
@@ -41,8 +42,9 @@ def _unary(fn, req_cls, resp_cls):
 
 
 class Services:
-    def __init__(self, broker, schemas, api, sch, adm):
+    def __init__(self, broker, schemas, api, sch, adm, connect_url=None):
         self.b = broker
+        self.connect_url = connect_url
         self.schemas = schemas
         self.api = api
         self.sch = sch
@@ -51,9 +53,11 @@ class Services:
     # ---- danube.Discovery
     def lookup(self, req, ctx):
         url = self.b.lookup(req.topic)
+        # Like the real broker with a proxy URL configured: clients connect there, url stays the identity.
+        connect = self.connect_url or url
         return self.api.TopicLookupResponse(request_id=req.request_id,
                                             response_type=self.api.TopicLookupResponse.Connect,
-                                            connect_url=url, broker_url=url, proxy=False)
+                                            connect_url=connect, broker_url=url, proxy=connect != url)
 
     def partitions(self, req, ctx):
         return self.api.TopicPartitionsResponse(request_id=req.request_id, partitions=self.b.partitions(req.topic))
@@ -236,6 +240,8 @@ def parse_args(argv):
     p.add_argument("--ack-timeout-ms", type=int, default=30000)
     p.add_argument("--nack-delay-ms", type=int, default=1000)
     p.add_argument("--max-unacked", type=int, default=10)
+    p.add_argument("--connect-url", help="lookups answer this connect_url (proxy mode when it differs)")
+    p.add_argument("--headers-log", help="append 'METHOD VALUE' per distinct x-danube-broker-url received")
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -265,7 +271,8 @@ async def serve(args):
 
     # so_reuseport off: a restart on a port someone else holds must fail, not share it.
     options = [("grpc.so_reuseport", 0)]
-    interceptors = [TokenInterceptor(args.token)] if args.token else []
+    recorder = BrokerUrlRecorder(args.headers_log)
+    interceptors = [recorder] + ([TokenInterceptor(args.token)] if args.token else [])
     server = grpc.aio.server(interceptors=interceptors, options=options)
     admin = grpc.aio.server(options=options)
     try:
@@ -273,13 +280,14 @@ async def serve(args):
         aport = _bind(admin, args.host, args.admin_port, None)
     except RuntimeError as e:
         log.error("%s", e)
+        recorder.close()
         return 1
 
     url = "%s://%s:%d" % ("https" if creds else "http", args.host, port)
     storage = Storage(args.data_dir)
     schemas = SchemaRegistry()
     broker = Broker(url, storage, args, api, schemas)
-    svc = Services(broker, schemas, api, sch, adm)
+    svc = Services(broker, schemas, api, sch, adm, args.connect_url)
     server.add_generic_rpc_handlers(svc.client_handlers())
     admin.add_generic_rpc_handlers(svc.admin_handlers())
     await server.start()
@@ -308,4 +316,5 @@ async def serve(args):
     await server.stop(0.5)
     await admin.stop(0)
     storage.close()
+    recorder.close()
     return 0

@@ -491,6 +491,26 @@ class Standalone(Case):
             cl.channel.close()
         self.assertEqual(b.stop(), 0)
 
+    def test_connect_url_and_headers_log(self):
+        hlog = os.path.join(self.tmp, "headers.log")
+        b = Broker("--connect-url", "http://proxy.example:9", "--headers-log", hlog)
+        c = Client(b)
+        t = "/default/px"
+        md = (("x-danube-broker-url", "http://%s/" % b.addr),)
+        self.assertNotEqual(c.producer(t), 0)
+        r = c.lookup(t)
+        self.assertEqual((r.connect_url, r.broker_url, r.proxy),
+                         ("http://proxy.example:9", "http://" + b.addr, True))
+        c.md = md
+        c.lookup(t)
+        c.subscribe(t, "s")
+        c.subscribe(t, "s")  # the same (method, value) is noted once
+        b.wait_log("x-danube-broker-url on Subscribe: http://%s/" % b.addr)
+        with open(hlog) as f:
+            self.assertEqual(f.read(), "TopicLookup http://%s/\nSubscribe http://%s/\n" % (b.addr, b.addr))
+        c.channel.close()
+        self.assertEqual(b.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -10,6 +10,7 @@
 #include "h2/grpc.h"
 #include "log.h"
 
+#include <errno.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -812,6 +813,151 @@ START_TEST(schemas_register_fetch_and_travel_with_messages)
 }
 END_TEST
 
+/* ------------------------------------------------------------- proxy mode */
+
+/* The broker's --headers-log ("METHOD VALUE" per distinct x-danube-broker-url) and what to await.
+ */
+static char hdr_log[512];
+static char hdr_want[512];
+
+static bool hdr_logged(struct fx *f)
+{
+	char *log = th_read_file(hdr_log);
+	bool yes = log != NULL && strstr(log, hdr_want) != NULL;
+
+	free(log);
+	return yes || f->bad > 0;
+}
+
+static bool all_settled(struct fx *f)
+{
+	return (all_received(f) && all_acked(f)) || prod_failed(f) || cons_failed(f);
+}
+
+/*
+ * Produce and consume n reliable messages (the first one nacked, then
+ * acked) with the broker recording the x-danube-broker-url it receives.
+ */
+static void headers_run(struct fx *f, unsigned long n)
+{
+	snprintf(f->topic, sizeof(f->topic), "/default/proxied");
+	fx_client(f, NULL, NULL, NULL, 0);
+	admin(f, "create-topic", f->topic, "--reliable", NULL);
+	start_producer(f, DN_DISPATCH_RELIABLE, 0, 4);
+	ck_assert(run_until(f, prod_is_ready, 10000));
+	start_consumer(f, "proxy-sub", DN_SUB_EXCLUSIVE, on_nack_first);
+	ck_assert(run_until(f, cons_is_ready, 10000));
+	assert_no_errors(f);
+	expect_seqs(f, n);
+	for (unsigned long i = 0; i < n; i++)
+		send_seq(f, i, NULL);
+	ck_assert(run_until(f, all_settled, 15000));
+	assert_no_errors(f);
+	ck_assert_uint_eq(f->bad, 0);
+	ck_assert_uint_eq(f->distinct, n);
+	ck_assert(f->redelivered);
+}
+
+START_TEST(proxy_mode_sends_the_broker_url_header)
+{
+	static const char *const methods[] = {"CreateProducer",  "SendMessage", "Subscribe",
+					      "ReceiveMessages", "Nack",        "Ack",
+					      "HealthCheck"};
+	char port[16], connect_url[64], value[128];
+	const char *args[7];
+	char *log;
+	struct fx f;
+	int p = th_free_port();
+
+	/* The same broker under another name: the client connects there and is in proxy mode. */
+	snprintf(port, sizeof(port), "%d", p);
+	snprintf(connect_url, sizeof(connect_url), "http://localhost:%d", p);
+	snprintf(hdr_log, sizeof(hdr_log), "%s/headers.log", th_tmpdir());
+	args[0] = "--port";
+	args[1] = port;
+	args[2] = "--connect-url";
+	args[3] = connect_url;
+	args[4] = "--headers-log";
+	args[5] = hdr_log;
+	args[6] = NULL;
+	fx_init(&f, args);
+	ck_assert_int_eq(th_broker_port(f.broker), p);
+	headers_run(&f, 5);
+	/* The identity is the broker's own URL, in Rust's Uri form (trailing '/'). */
+	snprintf(value, sizeof(value), "%s/", th_broker_url(f.broker));
+	/* HealthCheck runs every 5 s after Subscribe/CreateProducer. */
+	snprintf(hdr_want, sizeof(hdr_want), "HealthCheck %s\n", value);
+	ck_assert(run_until(&f, hdr_logged, 10000));
+	log = th_read_file(hdr_log);
+	ck_assert_ptr_nonnull(log);
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		char line[256];
+
+		snprintf(line, sizeof(line), "%s %s\n", methods[i], value);
+		ck_assert_msg(strstr(log, line) != NULL, "no '%s %s' in the headers log:\n%s",
+			      methods[i], value, log);
+	}
+	ck_assert_msg(strstr(log, "TopicLookup") == NULL, "sent on TopicLookup:\n%s", log);
+	ck_assert_msg(strstr(log, "TopicPartitions") == NULL, "sent on TopicPartitions:\n%s", log);
+	free(log);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(no_broker_url_header_without_a_proxy)
+{
+	const char *args[3];
+	char *log;
+	struct fx f;
+
+	snprintf(hdr_log, sizeof(hdr_log), "%s/headers.log", th_tmpdir());
+	args[0] = "--headers-log";
+	args[1] = hdr_log;
+	args[2] = NULL;
+	fx_init(&f, args);
+	headers_run(&f, 5);
+	log = th_read_file(hdr_log);
+	/* The broker creates the file at start; every call above was answered, so it saw them all.
+	 */
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(log[0] == '\0', "header sent without a proxy:\n%s", log);
+	free(log);
+	fx_done(&f);
+}
+END_TEST
+
+/* Custom metadata is checked before anything is sent. */
+START_TEST(bad_call_headers_are_refused)
+{
+	static const uint8_t req[1] = {0};
+	static const char *const upper[] = {"X-Danube-Broker-Url", "v", NULL};
+	static const char *const pseudo[] = {":path", "/x", NULL};
+	static const char *const reserved[] = {"x-ok", "1", "grpc-timeout", "1S", NULL};
+	static const char *const ours[] = {"authorization", "Bearer x", NULL};
+	static const char *const crlf[] = {"x-a", "1\r\nx-b: 2", NULL};
+	static const char *const novalue[] = {"x-a", NULL};
+	const char *many[2 * (DC_GRPC_MAX_HEADERS + 1) + 1];
+	const char *const *bad[] = {upper, pseudo, reserved, ours, crlf, novalue, many};
+	struct dc_grpc_opts o = {.url = "http://127.0.0.1:9"};
+	struct dc_grpc_conn *conn;
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+
+	ck_assert_ptr_nonnull(loop);
+	for (size_t i = 0; i < 2 * (DC_GRPC_MAX_HEADERS + 1); i += 2) {
+		many[i] = "x-a";
+		many[i + 1] = "1";
+	}
+	many[2 * (DC_GRPC_MAX_HEADERS + 1)] = NULL;
+	ck_assert_int_eq(dc_grpc_conn_get(loop, &o, &conn), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(dc_grpc_call_start_hdr(conn, "/a.B/C", bad[i], req, 1, 0, NULL,
+						     sent_cb, NULL, NULL) == -EINVAL,
+			      "header set %zu accepted", i);
+	dc_grpc_shutdown_all();
+	ev_loop_destroy(loop);
+}
+END_TEST
+
 static void add(Suite *s, const char *name, const TTest *t)
 {
 	TCase *tc = tcase_create(name);
@@ -837,6 +983,9 @@ static Suite *suite(void)
 	add(s, "strategy", mismatched_dispatch_strategy_fails_clearly);
 	add(s, "unknown", consuming_an_unknown_topic_fails_clearly);
 	add(s, "schema", schemas_register_fetch_and_travel_with_messages);
+	add(s, "proxy", proxy_mode_sends_the_broker_url_header);
+	add(s, "noproxy", no_broker_url_header_without_a_proxy);
+	add(s, "badhdr", bad_call_headers_are_refused);
 	return s;
 }
 
