@@ -394,13 +394,34 @@ static int start_failed(struct dn_op *op, struct dn_op **out, int err)
 	return err;
 }
 
-int dn_lookup_op(struct dn_client *c, const char *topic, dn_lookup_fn cb, void *arg,
-		 struct dn_op **out)
+/*
+ * TopicLookup and TopicPartitions take the same request, sent to the
+ * service URL (never a proxy header): op is new, its callback already set.
+ */
+static int topic_op(struct dn_client *c, struct dn_op *op, const char *path,
+		    const pb_msgdesc_t *resp_fields, size_t resp_size, dn_rpc_fn done,
+		    struct dn_op **out)
 {
 	danube_TopicLookupRequest req = danube_TopicLookupRequest_init_zero;
 	struct dc_grpc_conn *conn;
-	struct dn_op *op;
 	int err;
+
+	err = dn_client_conn(c, c->service_url, &conn);
+	if (err != 0)
+		return start_failed(op, out, err);
+	req.request_id = ++c->request_id;
+	req.topic = op->name;
+	err = dn_rpc_start(c, conn, path, NULL, danube_TopicLookupRequest_fields, &req, resp_fields,
+			   resp_size, DN_CONTROL_DEADLINE_MS, done, op, &op->rpc);
+	if (err != 0)
+		return start_failed(op, out, err);
+	return 0;
+}
+
+int dn_lookup_op(struct dn_client *c, const char *topic, dn_lookup_fn cb, void *arg,
+		 struct dn_op **out)
+{
+	struct dn_op *op;
 
 	if (topic == NULL || cb == NULL)
 		return -EINVAL;
@@ -409,17 +430,8 @@ int dn_lookup_op(struct dn_client *c, const char *topic, dn_lookup_fn cb, void *
 		return -ENOMEM;
 	op->cb.lookup = cb;
 	op->arg = arg;
-	err = dn_client_conn(c, c->service_url, &conn);
-	if (err != 0)
-		return start_failed(op, out, err);
-	req.request_id = ++c->request_id;
-	req.topic = (char *)topic;
-	err = dn_rpc_start(c, conn, DN_PATH_LOOKUP, NULL, danube_TopicLookupRequest_fields, &req,
-			   danube_TopicLookupResponse_fields, sizeof(danube_TopicLookupResponse),
-			   DN_CONTROL_DEADLINE_MS, lookup_done, op, &op->rpc);
-	if (err != 0)
-		return start_failed(op, out, err);
-	return 0;
+	return topic_op(c, op, DN_PATH_LOOKUP, danube_TopicLookupResponse_fields,
+			sizeof(danube_TopicLookupResponse), lookup_done, out);
 }
 
 int dn_lookup(struct dn_client *c, const char *topic, dn_lookup_fn cb, void *arg)
@@ -448,10 +460,7 @@ static void partitions_done(void *arg, int code, const char *message, void *resp
 int dn_partitions_op(struct dn_client *c, const char *topic, dn_partitions_fn cb, void *arg,
 		     struct dn_op **out)
 {
-	danube_TopicLookupRequest req = danube_TopicLookupRequest_init_zero;
-	struct dc_grpc_conn *conn;
 	struct dn_op *op;
-	int err;
 
 	if (topic == NULL || cb == NULL)
 		return -EINVAL;
@@ -460,18 +469,8 @@ int dn_partitions_op(struct dn_client *c, const char *topic, dn_partitions_fn cb
 		return -ENOMEM;
 	op->cb.partitions = cb;
 	op->arg = arg;
-	err = dn_client_conn(c, c->service_url, &conn);
-	if (err != 0)
-		return start_failed(op, out, err);
-	req.request_id = ++c->request_id;
-	req.topic = (char *)topic;
-	err = dn_rpc_start(c, conn, DN_PATH_PARTITIONS, NULL, danube_TopicLookupRequest_fields,
-			   &req, danube_TopicPartitionsResponse_fields,
-			   sizeof(danube_TopicPartitionsResponse), DN_CONTROL_DEADLINE_MS,
-			   partitions_done, op, &op->rpc);
-	if (err != 0)
-		return start_failed(op, out, err);
-	return 0;
+	return topic_op(c, op, DN_PATH_PARTITIONS, danube_TopicPartitionsResponse_fields,
+			sizeof(danube_TopicPartitionsResponse), partitions_done, out);
 }
 
 int dn_topic_partitions(struct dn_client *c, const char *topic, dn_partitions_fn cb, void *arg)
