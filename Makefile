@@ -99,7 +99,8 @@ MANPAGES   := $(wildcard man/*.[1-8])
 SRC_FILES  = $(shell find libshared supervisor workers tests proto -name '*.[ch]' \
                -not -path 'tests/danube-broker/*' | sort)
 
-.PHONY: all check check-unit check-integration check-valgrind lint format bench install clean demo fuzz
+.PHONY: all check check-unit check-integration check-valgrind check-danube lint format bench \
+        install clean demo fuzz
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -183,6 +184,18 @@ check-integration: all $(INTEG_BINS) $(TESTWORKER_BINS)
 check-valgrind: all $(INTEG_BINS) $(TESTWORKER_BINS)
 	@$(TEST_ENV) DC_VALGRIND=1 CK_DEFAULT_TIMEOUT=600 scripts/run-tests $(INTEG_BINS)
 
+# The conformance run: the client, CLI, runtime and end-to-end tests against a
+# real danube-broker binary (README: "Against the real broker"). Tests that
+# need the test broker's own options or restart the broker say SKIP there.
+DANUBE_BROKER ?=
+DANUBE_TESTS  := test_client test_ctl_produce test_runtime test_e2e
+check-danube: all $(TESTWORKER_BINS) $(addprefix $(BUILD)/tests/integration/,$(DANUBE_TESTS))
+	@if [ -z "$(DANUBE_BROKER)" ]; then \
+	    echo "check-danube needs DANUBE_BROKER=PATH, a danube-broker binary (README: Against the real broker)"; \
+	    exit 2; fi
+	@$(TEST_ENV) DC_DANUBE_BROKER=$(abspath $(DANUBE_BROKER)) scripts/run-tests \
+	    $(addprefix $(BUILD)/tests/integration/,$(DANUBE_TESTS))
+
 # ---------------------------------------------------------------- fuzzing
 # libFuzzer targets: tests/fuzz/*.c, built by clang against libshared compiled
 # by clang in $(BUILD)/fuzz. `make fuzz` runs each for 60 s (corpus kept in
@@ -241,7 +254,8 @@ bench: all $(TESTWORKER_BINS)
 
 # The quick start: installs what is missing, builds, runs the example (scripts/demo).
 demo:
-	@DC_BUILD_DIR=$(abspath $(BUILD)) DC_PYTHON=$(PYTHON) scripts/demo
+	@DC_BUILD_DIR=$(abspath $(BUILD)) DC_PYTHON=$(PYTHON) \
+	    DANUBE_BROKER=$(if $(DANUBE_BROKER),$(abspath $(DANUBE_BROKER))) scripts/demo
 
 # ---------------------------------------------------------------- install
 install: all

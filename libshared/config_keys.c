@@ -56,6 +56,8 @@ const struct dc_cfg_key dc_cfg_keys_danube[] = {
 	{S, "tls_ca", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
 	{S, "producer_name", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
 	{S, "partitions", DC_CFG_INT, "0", 0, 0, 10000, NULL, NULL},
+	/* sinks: the broker's window of unacknowledged messages per subscription */
+	{S, "max_unacked", DC_CFG_INT, "10", 0, 1, 10000, NULL, NULL},
 };
 #undef S
 const size_t dc_cfg_nkeys_danube = sizeof(dc_cfg_keys_danube) / sizeof(struct dc_cfg_key);
@@ -74,6 +76,7 @@ const size_t dc_cfg_nkeys_connector = sizeof(dc_cfg_keys_connector) / sizeof(str
 const struct dc_cfg_key dc_cfg_keys_runtime[] = {
 	{S, "batch_size", DC_CFG_INT, "1000", 0, 1, 100000, NULL, "BATCH_SIZE"},
 	{S, "batch_timeout_ms", DC_CFG_DURATION, "1000", 0, 1, MS_HOUR, NULL, "BATCH_TIMEOUT_MS"},
+	{S, "batch_linger_ms", DC_CFG_DURATION, "5", 0, 0, MS_HOUR, NULL, NULL},
 	{S, "max_retries", DC_CFG_INT, "3", 0, 0, 1000000, NULL, "MAX_RETRIES"},
 	{S, "retry_backoff_ms", DC_CFG_DURATION, "1000", 0, 1, MS_HOUR, NULL, "RETRY_BACKOFF_MS"},
 	{S, "retry_backoff_max_ms", DC_CFG_DURATION, "30000", 0, 1, MS_DAY, NULL, NULL},

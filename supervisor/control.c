@@ -65,6 +65,7 @@ static int fill_status(dcctl_WorkerStatus *ws, const struct dc_worker *w)
 
 			ws->received += t->received;
 			ws->processed += t->processed;
+			ws->skipped += t->skipped;
 			for (size_t k = 0; k < t->failed_count; k++)
 				ws->failed += t->failed[k].count;
 		}

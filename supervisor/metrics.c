@@ -62,6 +62,10 @@ static uint64_t t_dlq(const dcctl_TopicStats *t)
 {
 	return t->dlq;
 }
+static uint64_t t_skipped(const dcctl_TopicStats *t)
+{
+	return t->skipped;
+}
 
 static void put_topic_counter(FILE *f, const struct dc_supd *sup, const char *name,
 			      const char *help, topic_u64_fn get)
@@ -213,6 +217,10 @@ char *dc_metrics_render(const struct dc_supd *sup, size_t *len)
 			  "Delivery attempts that were retried.", t_retried);
 	put_topic_counter(f, sup, "danube_connector_dlq_total",
 			  "Messages sent to the dead-letter topic.", t_dlq);
+	put_topic_counter(
+		f, sup, "danube_connector_skipped_messages_total",
+		"Offsets a reliable subscription jumped over: messages the broker skipped.",
+		t_skipped);
 	put_inflight(f, sup);
 	put_histograms(f, sup, true);
 	put_histograms(f, sup, false);

@@ -189,6 +189,28 @@ enum dn_sub_type {
 	DN_SUB_KEY_SHARED = 3,
 };
 
+/*
+ * What a consumer tells besides messages and failures; each may be NULL.
+ * Both run from the loop, never from inside a client call.
+ */
+struct dn_consumer_events {
+	/*
+	 * wait_for_topic: the topic does not exist (yet); reason says so in
+	 * words ("topic /default/x does not exist yet"). Told once each time the
+	 * consumer starts waiting; it retries with backoff and on_ready follows
+	 * when the topic appears.
+	 */
+	void (*waiting)(void *arg, const char *reason);
+	/*
+	 * Offsets on partition topic jumped: expected was due, got arrived, so
+	 * the broker skipped got - expected messages without telling (the real
+	 * broker does when a subscription falls far behind). Checked on
+	 * exclusive and failover subscriptions, where one consumer sees every
+	 * offset; non-reliable topics carry no offsets and never report.
+	 */
+	void (*gap)(void *arg, const char *topic, uint64_t expected, uint64_t got);
+};
+
 struct dn_consumer_opts {
 	const char *topic;        /* partitions are found with TopicPartitions */
 	const char *name;         /* consumer name (same name = takeover) */
@@ -196,6 +218,9 @@ struct dn_consumer_opts {
 	enum dn_sub_type type;
 	const char *const *key_filters; /* key_shared globs; may be NULL */
 	size_t nkey_filters;
+	/* A missing topic is waited for (events.waiting) instead of failing with NOT_FOUND. */
+	bool wait_for_topic;
+	struct dn_consumer_events events; /* copied */
 };
 
 /* A received message; everything is owned by it. Free with dn_message_free. */
@@ -238,6 +263,21 @@ void dn_message_free(struct dn_message *msg);
 /* Stop receiving and free; pending ack callbacks do not run. Unacked messages
  * are redelivered by the broker. */
 void dn_consumer_close(struct dn_consumer *cons);
+
+/*
+ * Offset bookkeeping of one partition, for gap detection (dn_offsets_see):
+ * the highest offset seen, valid once have is true.
+ */
+struct dn_offsets {
+	bool have;
+	uint64_t last;
+};
+/*
+ * Note offset as received: returns the number of offsets skipped before it
+ * (offset - last - 1 when it jumped past last + 1), else 0. A lower or
+ * repeated offset is a redelivery, never a gap.
+ */
+uint64_t dn_offsets_see(struct dn_offsets *o, uint64_t offset);
 
 /* --------------------------------------------------------------- partitions */
 

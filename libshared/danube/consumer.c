@@ -44,6 +44,7 @@ struct csub {
 	ev_timer retry_timer;
 	ev_timer health_timer;
 	struct dc_backoff backoff;
+	struct dn_offsets offsets; /* gap detection */
 };
 
 /* An Ack or Nack in flight, listed so that close can cancel it. */
@@ -68,7 +69,10 @@ struct dn_consumer {
 	dn_ready_fn on_ready;
 	dn_message_fn on_message;
 	dn_error_fn on_error;
+	struct dn_consumer_events ev;
 	void *arg;
+	bool wait_for_topic;
+	bool waiting; /* told ev.waiting; cleared by a successful Subscribe */
 	struct dn_op *parts_op;
 	ev_timer parts_timer;
 	struct dc_backoff parts_backoff;
@@ -137,6 +141,20 @@ static void consumer_fail(struct dn_consumer *c, int code, const char *error)
 	}
 	if (c->on_error != NULL)
 		c->on_error(c->arg, code, error);
+}
+
+/* wait_for_topic: the topic is missing; say so once per episode. */
+static void consumer_waiting(struct dn_consumer *c)
+{
+	char reason[DN_ERRLEN];
+
+	if (c->waiting)
+		return;
+	c->waiting = true;
+	snprintf(reason, sizeof(reason), "topic %s does not exist yet", c->topic);
+	dc_log_debug("%s; waiting for it", reason);
+	if (c->ev.waiting != NULL)
+		c->ev.waiting(c->arg, reason);
 }
 
 static void csub_reconnect(struct csub *s, int code, const char *error)
@@ -257,6 +275,22 @@ static void stream_msg(void *arg, const uint8_t *buf, size_t len)
 	}
 	dc_backoff_reset(&s->backoff);
 	enter(c);
+	if (c->type == DN_SUB_EXCLUSIVE || c->type == DN_SUB_FAILOVER) {
+		uint64_t expected = s->offsets.last + 1;
+		uint64_t skipped = dn_offsets_see(&s->offsets, m->pub.offset);
+
+		if (skipped > 0) {
+			if (c->ev.gap != NULL)
+				c->ev.gap(c->arg, m->pub.topic, expected, m->pub.offset);
+			else
+				dc_log_error("topic %s: subscription %s skipped %llu messages "
+					     "(offsets %llu to %llu)",
+					     m->pub.topic, c->subscription,
+					     (unsigned long long)skipped,
+					     (unsigned long long)expected,
+					     (unsigned long long)m->pub.offset - 1);
+		}
+	}
 	c->on_message(c->arg, &m->pub);
 	leave(c);
 }
@@ -319,6 +353,7 @@ static void subscribe_done(void *arg, int code, const char *message, void *resp)
 	s->subscribe = NULL;
 	enter(c);
 	if (code == DN_OK) {
+		c->waiting = false;
 		s->consumer_id = cr->consumer_id;
 		s->state = CS_RECEIVING;
 		ev_timer_again(c->cl->loop, &s->health_timer);
@@ -336,11 +371,15 @@ static void subscribe_done(void *arg, int code, const char *message, void *resp)
 				"topic %s: broker refused subscription %s", s->topic,
 				c->subscription);
 		/* NOT_FOUND before the first success: the topic does not exist. */
-		if (dn_error_recovery(code, message) == DN_RECOVER_FAIL ||
-		    (code == DN_NOT_FOUND && !s->subscribed_once))
-			consumer_fail(c, code, err);
-		else
+		if (code == DN_NOT_FOUND && !s->subscribed_once && c->wait_for_topic) {
+			consumer_waiting(c);
 			csub_reconnect(s, code, err);
+		} else if (dn_error_recovery(code, message) == DN_RECOVER_FAIL ||
+			   (code == DN_NOT_FOUND && !s->subscribed_once)) {
+			consumer_fail(c, code, err);
+		} else {
+			csub_reconnect(s, code, err);
+		}
 	}
 	leave(c);
 }
@@ -454,7 +493,10 @@ static int csub_init(struct dn_consumer *c, struct csub *s, uint32_t i, const ch
 
 static void parts_retry(struct dn_consumer *c, int code, const char *error)
 {
-	dc_log_warn("%s; retrying", error);
+	if (c->waiting)
+		dc_log_debug("%s; retrying", error);
+	else
+		dc_log_warn("%s; retrying", error);
 	ev_timer_set(&c->parts_timer, (double)dc_backoff_next(&c->parts_backoff) / 1000.0, 0.0);
 	ev_timer_start(c->cl->loop, &c->parts_timer);
 }
@@ -467,6 +509,11 @@ static void parts_done(void *arg, int code, const char *error, char *const *name
 
 	c->parts_op = NULL;
 	enter(c);
+	if (code == DN_NOT_FOUND && c->wait_for_topic) {
+		consumer_waiting(c);
+		parts_retry(c, code, error);
+		goto out;
+	}
 	if (code != DN_OK) {
 		if (dn_error_recovery(code, error) == DN_RECOVER_FAIL)
 			consumer_fail(c, code, error);
@@ -494,7 +541,14 @@ static void parts_done(void *arg, int code, const char *error, char *const *name
 		dn_error_format(err, sizeof(err), DN_NOT_FOUND,
 				"no such topic (create it, or start a producer first)", "topic %s",
 				c->topic);
-		consumer_fail(c, DN_NOT_FOUND, err);
+		if (c->wait_for_topic) {
+			free(c->subs);
+			c->subs = NULL;
+			consumer_waiting(c);
+			parts_retry(c, DN_NOT_FOUND, err);
+		} else {
+			consumer_fail(c, DN_NOT_FOUND, err);
+		}
 		goto out;
 	}
 	for (uint32_t i = 0; i < c->nsubs && !c->failed; i++)
@@ -552,6 +606,8 @@ int dn_consumer_new(struct dn_client *cl, const struct dn_consumer_opts *o, dn_r
 	c->on_ready = on_ready;
 	c->on_message = on_message;
 	c->on_error = on_error;
+	c->ev = o->events;
+	c->wait_for_topic = o->wait_for_topic;
 	c->arg = arg;
 	if (o->nkey_filters > 0) {
 		c->key_filters = calloc(o->nkey_filters, sizeof(char *));
@@ -716,4 +772,20 @@ void dn_consumer_close(struct dn_consumer *c)
 	}
 	c->depth++;
 	consumer_destroy(c);
+}
+
+uint64_t dn_offsets_see(struct dn_offsets *o, uint64_t offset)
+{
+	uint64_t skipped = 0;
+
+	if (!o->have) {
+		o->have = true;
+		o->last = offset;
+		return 0;
+	}
+	if (offset <= o->last)
+		return 0;
+	skipped = offset - o->last - 1;
+	o->last = offset;
+	return skipped;
 }

@@ -147,6 +147,7 @@ static int topic_fill(dcctl_TopicStats *out, const struct dc_ipc_topic *t)
 	out->processed = t->processed;
 	out->retried = t->retried;
 	out->dlq = t->dlq;
+	out->skipped = t->skipped;
 	out->inflight = t->inflight;
 	for (const struct dc_ipc_error_count *e = t->errors; e; e = e->next)
 		n++;

@@ -61,6 +61,7 @@ struct dc_ipc_topic {
 	uint64_t processed;
 	uint64_t retried;
 	uint64_t dlq;
+	uint64_t skipped;              /* offsets a reliable subscription jumped over */
 	int64_t inflight;              /* gauge: kept current by the runtime */
 	struct dc_ipc_hist duration;   /* processing duration, seconds */
 	struct dc_ipc_hist batch_size; /* messages per batch */

@@ -118,6 +118,14 @@ struct dc_batch {
 	unsigned attempt; /* 0 on the first write, then 1.. for retries */
 };
 
+/*
+ * A sink found that the broker skipped offsets expected .. got-1 of topic
+ * (the runtime's consumer reports those it sees itself): logged as an
+ * error, counted in danube_connector_skipped_messages_total, shown as the
+ * last error.
+ */
+void dc_rt_skipped(struct dc_rt *rt, const char *topic, uint64_t expected, uint64_t got);
+
 /* The sink finished a batch: every record's result is set. */
 void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch);
 

@@ -42,12 +42,15 @@ struct dc_rt {
 	/* The client lost its broker connection (danube_up: created once, still). */
 	bool danube_lost;
 	char *danube_reason;
+	/* A sink's topic does not exist yet (the consumer waits for it). */
+	char *danube_waiting;
 
 	/* [runtime] */
 	enum rt_on_error on_error;
 	const char *dlq_topic;
 	int64_t max_retries, retry_backoff_ms, retry_backoff_max_ms;
-	int64_t batch_size, batch_timeout_ms, queue_size, stop_timeout_ms;
+	int64_t batch_size, batch_timeout_ms, batch_linger_ms, queue_size, stop_timeout_ms;
+	int64_t max_unacked; /* [danube], sinks */
 
 	struct rt_producer *producers;
 
@@ -76,6 +79,8 @@ struct dc_rt {
 	struct rt_sink_msg **batch_msgs;
 	bool batch_busy;  /* the sink's write is running */
 	bool batch_retry; /* waiting for retry_timer */
+	/* A pending message filled its partition's broker window: write now. */
+	bool window_full;
 	struct dc_backoff backoff;
 	ev_timer batch_timer, retry_timer;
 	ev_idle kick;
@@ -85,6 +90,8 @@ struct dc_rt {
 /* worker_main.c */
 void rt_health_update(struct dc_rt *rt);
 void rt_danube_up(struct dc_rt *rt);
+/* The consumer waits for its topic to exist: degraded with reason until rt_danube_up. */
+void rt_danube_waiting(struct dc_rt *rt, const char *reason);
 /* Leave the loop now with exit code code (the first caller wins). */
 void rt_fail(struct dc_rt *rt, int code);
 /* A permanent producer/consumer failure: 69 when refused for good, else 1. */

@@ -1,8 +1,15 @@
 /*
- * The sink side of the runtime: one consumer, messages grouped into batches
- * (batch_size / batch_timeout_ms), one batch written at a time, RETRY
- * records retried with backoff, then on_error (fail, skip, dlq). A message
- * is acknowledged only after the sink said OK or the DLQ took it.
+ * The sink side of the runtime: one consumer, messages grouped into batches,
+ * one batch written at a time, RETRY records retried with backoff, then
+ * on_error (fail, skip, dlq). A message is acknowledged only after the sink
+ * said OK or the DLQ took it.
+ *
+ * When a batch is written: the broker sends at most max_unacked messages
+ * per subscription before it waits for acks, so a batch goes out as soon as
+ * a partition's window is full, the stream pauses for batch_linger_ms, the
+ * batch holds batch_size, or its oldest message waited batch_timeout_ms.
+ * Waiting longer could only slow the stream down (and a subscription that
+ * falls far behind loses messages on the real broker).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,7 +29,7 @@ struct rt_sink_msg {
 	unsigned attempts;
 };
 
-static void start_batch(struct dc_rt *rt);
+static void maybe_flush(struct dc_rt *rt);
 
 static void msg_free(struct rt_sink_msg *m)
 {
@@ -255,8 +262,6 @@ static void start_batch(struct dc_rt *rt)
 	struct rt_sink_msg *m;
 	size_t n = 0;
 
-	if (!batch_idle(rt) || rt->stopping || rt->pend_len == 0 || rt->exit_code >= 0)
-		return;
 	ev_timer_stop(rt->loop, &rt->batch_timer);
 	while (n < (size_t)rt->batch_size && (m = rt->pend_head)) {
 		rt->pend_head = m->next;
@@ -267,6 +272,8 @@ static void start_batch(struct dc_rt *rt)
 		rt->batch.records[n].msg = m->msg;
 		rt->batch_msgs[n++] = m;
 	}
+	if (rt->pend_len == 0)
+		rt->window_full = false;
 	rt->batch.n = n;
 	rt->batch.attempt = 0;
 	dc_ipc_hist_observe(&rt->batch_msgs[0]->metrics->batch_size, (double)n);
@@ -274,20 +281,39 @@ static void start_batch(struct dc_rt *rt)
 	rt->kops->write(rt->state, &rt->batch);
 }
 
+/* Write what is pending now, or arm the timer for when it is due. */
+static void maybe_flush(struct dc_rt *rt)
+{
+	uint64_t now, linger_at, timeout_at, due;
+
+	if (!batch_idle(rt) || rt->stopping || rt->pend_len == 0 || rt->exit_code >= 0)
+		return;
+	if (rt->pend_len >= (size_t)rt->batch_size || rt->window_full) {
+		start_batch(rt);
+		return;
+	}
+	now = dc_now_us();
+	linger_at = rt->pend_tail->received_us + (uint64_t)rt->batch_linger_ms * 1000u;
+	timeout_at = rt->pend_head->received_us + (uint64_t)rt->batch_timeout_ms * 1000u;
+	due = linger_at < timeout_at ? linger_at : timeout_at;
+	if (due <= now) {
+		start_batch(rt);
+		return;
+	}
+	ev_timer_stop(rt->loop, &rt->batch_timer);
+	ev_timer_set(&rt->batch_timer, (double)(due - now) / 1e6, 0.);
+	ev_timer_start(rt->loop, &rt->batch_timer);
+}
+
 static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
 {
-	struct dc_rt *rt = w->data;
-
 	ev_idle_stop(loop, w);
-	if (rt->pend_len >= (size_t)rt->batch_size)
-		start_batch(rt);
-	else if (rt->pend_len > 0 && !ev_is_active(&rt->batch_timer))
-		ev_timer_start(loop, &rt->batch_timer);
+	maybe_flush(w->data);
 }
 
 static void on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	start_batch(w->data);
+	maybe_flush(w->data);
 }
 
 static void on_message(void *arg, struct dn_message *msg)
@@ -318,12 +344,10 @@ static void on_message(void *arg, struct dn_message *msg)
 		rt->pend_head = m;
 	rt->pend_tail = m;
 	rt->pend_len++;
-	if (!batch_idle(rt))
-		return;
-	if (rt->pend_len >= (size_t)rt->batch_size)
-		start_batch(rt);
-	else if (!ev_is_active(&rt->batch_timer))
-		ev_timer_start(rt->loop, &rt->batch_timer);
+	/* The broker sends no more on this partition until we ack. */
+	if (m->metrics->inflight >= rt->max_unacked)
+		rt->window_full = true;
+	maybe_flush(rt);
 }
 
 static void on_consumer_ready(void *arg)
@@ -334,6 +358,30 @@ static void on_consumer_ready(void *arg)
 static void on_consumer_error(void *arg, int code, const char *error)
 {
 	rt_dependency_failed(arg, code, error);
+}
+
+static void on_consumer_waiting(void *arg, const char *reason)
+{
+	rt_danube_waiting(arg, reason);
+}
+
+/* The broker skipped offsets: say so loudly, count them; nothing else can be done here. */
+void dc_rt_skipped(struct dc_rt *rt, const char *topic, uint64_t expected, uint64_t got)
+{
+	struct dc_ipc_topic *t = dc_ipc_topic(topic);
+
+	if (t)
+		t->skipped += got - expected;
+	dc_rt_report_error(rt, topic, NULL,
+			   "the broker skipped %llu messages (offsets %llu to %llu): the "
+			   "subscription fell too far behind the producers",
+			   (unsigned long long)(got - expected), (unsigned long long)expected,
+			   (unsigned long long)(got - 1));
+}
+
+static void on_consumer_gap(void *arg, const char *topic, uint64_t expected, uint64_t got)
+{
+	dc_rt_skipped(arg, topic, expected, got);
 }
 
 static enum dn_sub_type sub_type(const char *s)
@@ -360,7 +408,7 @@ int rt_sink_start(struct dc_rt *rt)
 	}
 	dc_backoff_init(&rt->backoff, (uint64_t)rt->retry_backoff_ms,
 			(uint64_t)rt->retry_backoff_max_ms, 0);
-	ev_timer_init(&rt->batch_timer, on_batch_timer, (double)rt->batch_timeout_ms / 1000.0, 0.);
+	ev_timer_init(&rt->batch_timer, on_batch_timer, 0., 0.);
 	rt->batch_timer.data = rt;
 	ev_timer_init(&rt->retry_timer, on_retry_timer, 0., 0.);
 	rt->retry_timer.data = rt;
@@ -373,6 +421,9 @@ int rt_sink_start(struct dc_rt *rt)
 		o.subscription = rt->name;
 	o.name = rt->name;
 	o.type = sub_type(dc_config_str(rt->cfg, "danube", "subscription_type"));
+	o.wait_for_topic = true;
+	o.events.waiting = on_consumer_waiting;
+	o.events.gap = on_consumer_gap;
 	if (!o.topic) {
 		dc_log_error("a sink needs [danube] topic");
 		return -1;

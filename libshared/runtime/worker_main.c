@@ -53,6 +53,13 @@ void rt_health_update(struct dc_rt *rt)
 		dc_ipc_set_state(DC_IPC_READY, NULL);
 		return;
 	}
+	/* Nothing to fix on our side but waiting: degraded, not starting, and why. */
+	if (!rt->danube_up && !rt->danube_lost && rt->danube_waiting) {
+		snprintf(reason, sizeof(reason), "%s%s%s", rt->danube_waiting,
+			 rt->external_up ? "" : "; ", rt->external_up ? "" : ext);
+		dc_ipc_set_state(DC_IPC_DEGRADED, reason);
+		return;
+	}
 	/* Both sides when both are down: the operator fixes both. */
 	if (danube_ok)
 		snprintf(reason, sizeof(reason), "%s", ext);
@@ -71,6 +78,21 @@ void rt_danube_up(struct dc_rt *rt)
 	if (!rt->danube_up)
 		dc_log_info("connected to Danube");
 	rt->danube_up = true;
+	free(rt->danube_waiting);
+	rt->danube_waiting = NULL;
+	rt_health_update(rt);
+}
+
+void rt_danube_waiting(struct dc_rt *rt, const char *reason)
+{
+	char *copy = strdup(reason);
+
+	dc_log_warn("%s; waiting for it (a producer creates it)", reason);
+	/* Without memory the previous reason, or "connecting", still tells. */
+	if (copy) {
+		free(rt->danube_waiting);
+		rt->danube_waiting = copy;
+	}
 	rt_health_update(rt);
 }
 
@@ -319,6 +341,8 @@ static int parse_on_error(struct dc_rt *rt, struct dc_diag *diag)
 		rt->retry_backoff_max_ms = rt->retry_backoff_ms;
 	rt->batch_size = dc_config_int(rt->cfg, "runtime", "batch_size");
 	rt->batch_timeout_ms = dc_config_int(rt->cfg, "runtime", "batch_timeout_ms");
+	rt->batch_linger_ms = dc_config_int(rt->cfg, "runtime", "batch_linger_ms");
+	rt->max_unacked = dc_config_int(rt->cfg, "danube", "max_unacked");
 	rt->queue_size = dc_config_int(rt->cfg, "runtime", "queue_size");
 	rt->stop_timeout_ms = dc_config_int(rt->cfg, "runtime", "stop_timeout_ms");
 	return 0;
@@ -532,6 +556,7 @@ static int worker_main(int argc, char **argv, const struct dc_source_ops *sops,
 	}
 	dc_diag_free(&diag);
 	free(rt.external_reason);
+	free(rt.danube_waiting);
 	free(rt.danube_reason);
 	dc_config_free(rt.cfg);
 	dc_log_info("exit %d", code);

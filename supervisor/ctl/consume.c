@@ -23,6 +23,7 @@ struct consume {
 	struct dn_consumer *cons;
 	const char *topic;
 	bool attributes;
+	bool wait;                /* --wait: a missing topic is waited for */
 	unsigned long long limit; /* 0 = until stopped */
 	unsigned long long printed, acked;
 	unsigned long pending_acks;
@@ -32,8 +33,9 @@ struct consume {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: danube-connectctl consume -t TOPIC [-u URL] [-s SUBSCRIPTION]\n"
-		   "           [--type exclusive|shared|failover] [-n COUNT] [--attributes]\n"
-		   "           [--token T] [--tls-ca FILE] [-c GLOBAL_FILE]\n"
+		   "           [--name NAME] [--wait] [--type exclusive|shared|failover]\n"
+		   "           [-n COUNT] [--attributes] [--token T] [--tls-ca FILE]\n"
+		   "           [-c GLOBAL_FILE]\n"
 		   "Prints one payload per line and acknowledges it.\n");
 }
 
@@ -107,8 +109,26 @@ static void on_error(void *arg, int code, const char *error)
 {
 	struct consume *co = arg;
 
-	fprintf(stderr, "danube-connectctl: %s\n", error);
+	if (code == DN_NOT_FOUND && !co->wait)
+		fprintf(stderr, "danube-connectctl: %s; --wait waits for the topic to be created\n",
+			error);
+	else
+		fprintf(stderr, "danube-connectctl: %s\n", error);
 	finish(co, ctl_danube_exit_code(code));
+}
+
+static void on_waiting(void *arg, const char *reason)
+{
+	fprintf(stderr, "danube-connectctl: %s; waiting for it\n", reason);
+}
+
+static void on_gap(void *arg, const char *topic, uint64_t expected, uint64_t got)
+{
+	fprintf(stderr,
+		"danube-connectctl: topic %s: the broker skipped %llu messages (offsets %llu to "
+		"%llu)\n",
+		topic, (unsigned long long)(got - expected), (unsigned long long)expected,
+		(unsigned long long)(got - 1));
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -139,6 +159,8 @@ int ctl_consume(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'},
 		{"type", required_argument, NULL, 'Y'},
 		{"attributes", no_argument, NULL, 'A'},
+		{"name", required_argument, NULL, 'N'},
+		{"wait", no_argument, NULL, 'W'},
 		{"token", required_argument, NULL, 'T'},
 		{"tls-ca", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
@@ -149,7 +171,8 @@ int ctl_consume(int argc, char **argv)
 	struct dn_consumer_opts o = {.subscription = "danube-connectctl", .type = DN_SUB_SHARED};
 	struct dn_client *client = NULL;
 	const char *conf = NULL;
-	char name[96], host[64], *end;
+	char name[300], *end;
+	const char *cname = NULL;
 	ev_signal sigint_w, sigterm_w;
 	int opt, rc;
 
@@ -192,6 +215,16 @@ int ctl_consume(int argc, char **argv)
 		case 'A':
 			co.attributes = true;
 			break;
+		case 'N':
+			if (optarg[0] == '\0') {
+				fprintf(stderr, "danube-connectctl: --name wants a name\n");
+				return 64;
+			}
+			cname = optarg;
+			break;
+		case 'W':
+			co.wait = true;
+			break;
 		case 'T':
 			copts.token = optarg;
 			break;
@@ -233,12 +266,20 @@ int ctl_consume(int argc, char **argv)
 		co.status = 1;
 		goto out;
 	}
-	if (gethostname(host, sizeof(host)) != 0)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	snprintf(name, sizeof(name), "danube-connectctl-%s-%ld", host, (long)getpid());
+	/*
+	 * The broker ties an exclusive subscription to one consumer name for
+	 * good; the same name takes over. So the default is stable per
+	 * subscription: consuming again resumes it.
+	 */
+	if (cname == NULL) {
+		snprintf(name, sizeof(name), "danube-connectctl-%s", o.subscription);
+		cname = name;
+	}
 	o.topic = co.topic;
-	o.name = name;
+	o.name = cname;
+	o.wait_for_topic = co.wait;
+	o.events.waiting = on_waiting;
+	o.events.gap = on_gap;
 	rc = dn_consumer_new(client, &o, on_ready, on_message, on_error, &co, &co.cons);
 	if (rc != 0) {
 		fprintf(stderr, "danube-connectctl: topic %s: cannot create the consumer: %s\n",

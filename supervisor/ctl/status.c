@@ -152,8 +152,9 @@ static void print_json(const dcctl_Response *resp)
 		}
 		printf(", \"pid\": %" PRId64 ", \"uptime_s\": %" PRIu64 ", \"restarts\": %" PRIu64
 		       ", \"received\": %" PRIu64 ", \"processed\": %" PRIu64
-		       ", \"failed\": %" PRIu64 "}",
-		       w->pid, w->uptime_s, w->restarts, w->received, w->processed, w->failed);
+		       ", \"failed\": %" PRIu64 ", \"skipped\": %" PRIu64 "}",
+		       w->pid, w->uptime_s, w->restarts, w->received, w->processed, w->failed,
+		       w->skipped);
 	}
 	printf("%s]\n", resp->workers_count ? "\n" : "");
 }

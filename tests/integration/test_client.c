@@ -45,6 +45,15 @@ struct fx {
 	bool redelivered;
 	uint32_t partitions;
 	char topic[128];
+	/* consumer events */
+	unsigned long waited, gaps;
+	char wait_reason[256];
+	uint64_t gap_expected, gap_got, skipped;
+	/* held: received, not acknowledged yet (hold_acks) */
+	bool hold_acks;
+	struct dn_message *held[64];
+	unsigned long nheld;
+	uint64_t max_offset;
 };
 
 static bool cond_cb_result;
@@ -327,6 +336,83 @@ static void assert_no_errors(struct fx *f)
 	ck_assert_msg(f->send_failed == 0, "send failed: %s", f->last_error);
 }
 
+static void on_waiting(void *arg, const char *reason)
+{
+	struct fx *f = arg;
+
+	f->waited++;
+	snprintf(f->wait_reason, sizeof(f->wait_reason), "%s", reason);
+}
+
+static void on_gap(void *arg, const char *topic, uint64_t expected, uint64_t got)
+{
+	struct fx *f = arg;
+
+	if (f->gaps++ == 0) {
+		f->gap_expected = expected;
+		f->gap_got = got;
+	}
+	f->skipped += got - expected;
+}
+
+/* Like on_message, but holds the message unacknowledged while hold_acks is set. */
+static void on_message_held(void *arg, struct dn_message *m)
+{
+	struct fx *f = arg;
+
+	f->received++;
+	check_message(f, m);
+	if (m->offset > f->max_offset)
+		f->max_offset = m->offset;
+	if (f->hold_acks && f->nheld < 64) {
+		f->held[f->nheld++] = m;
+		return;
+	}
+	ck_assert_int_eq(dn_consumer_ack(f->cons, m, NULL, NULL), 0);
+	dn_message_free(m);
+}
+
+static void release_held(struct fx *f)
+{
+	f->hold_acks = false;
+	for (unsigned long i = 0; i < f->nheld; i++) {
+		ck_assert_int_eq(dn_consumer_ack(f->cons, f->held[i], NULL, NULL), 0);
+		dn_message_free(f->held[i]);
+	}
+	f->nheld = 0;
+}
+
+static void start_consumer_ev(struct fx *f, const char *sub, enum dn_sub_type type,
+			      dn_message_fn fn, bool wait)
+{
+	struct dn_consumer_opts o = {
+		.topic = f->topic,
+		.name = "test-consumer",
+		.subscription = sub,
+		.type = type,
+		.wait_for_topic = wait,
+		.events = {.waiting = on_waiting, .gap = on_gap},
+	};
+
+	ck_assert_int_eq(dn_consumer_new(f->client, &o, cons_ready, fn, cons_error, f, &f->cons),
+			 0);
+}
+
+static bool has_waited(struct fx *f)
+{
+	return f->waited > 0 || f->cons_err[0];
+}
+
+static bool window_held(struct fx *f)
+{
+	return f->nheld >= 10 && f->acked == f->sent;
+}
+
+static bool gap_or_all(struct fx *f)
+{
+	return f->gaps > 0 && f->max_offset + 1 == f->sent;
+}
+
 /* -------------------------------------------------------------------- tests */
 
 /* Producer and consumer on a topic; the consumer subscribes before any send. */
@@ -533,6 +619,8 @@ static void kill_and_restart(struct fx *f)
 
 START_TEST(broker_kill_and_restart_mid_stream_loses_nothing)
 {
+	if (th_broker_needs_test_broker("restarts the broker"))
+		return;
 	struct fx f;
 
 	/* th_broker_start always gives the broker a --data-dir. */
@@ -580,6 +668,8 @@ static void tls_broker(struct fx *f, char *dir, size_t cap)
 
 START_TEST(tls_and_token_work)
 {
+	if (th_broker_needs_test_broker("the test broker's --token and --tls-cert"))
+		return;
 	char dir[512], ca[600], url[128];
 	struct fx f;
 
@@ -607,6 +697,8 @@ END_TEST
 
 START_TEST(wrong_token_is_refused_in_words)
 {
+	if (th_broker_needs_test_broker("the test broker's --token and --tls-cert"))
+		return;
 	char dir[512], ca[600];
 	struct fx f;
 
@@ -689,6 +781,78 @@ START_TEST(mismatched_dispatch_strategy_fails_clearly)
 		      f.prod_err);
 	ck_assert_msg(strstr(f.prod_err, "(FAILED_PRECONDITION)") != NULL, "%s", f.prod_err);
 	ck_assert_int_eq(dn_producer_send(f.prod, "x", 1, NULL, 0, NULL, sent_cb, &f), -EPIPE);
+	fx_done(&f);
+}
+END_TEST
+
+/*
+ * wait_for_topic: the consumer says once that the topic does not exist yet,
+ * keeps trying, and subscribes when a producer has created it.
+ */
+START_TEST(consumer_waits_for_a_topic_that_does_not_exist_yet)
+{
+	struct fx f;
+
+	fx_init(&f, NULL);
+	fx_client(&f, NULL, NULL, NULL, 0);
+	snprintf(f.topic, sizeof(f.topic), "/default/later");
+	expect_seqs(&f, 5);
+	start_consumer_ev(&f, "s", DN_SUB_EXCLUSIVE, on_message, true);
+	ck_assert(run_until(&f, has_waited, 10000));
+	ck_assert_msg(f.cons_err[0] == '\0', "%s", f.cons_err);
+	ck_assert_str_eq(f.wait_reason, "topic /default/later does not exist yet");
+	ck_assert(!f.cons_ready);
+	start_producer(&f, DN_DISPATCH_RELIABLE, 0, 1);
+	ck_assert(run_until(&f, prod_is_ready, 10000));
+	/* A new subscription starts at the latest offset: send once it exists. */
+	ck_assert(run_until(&f, cons_is_ready, 20000));
+	ck_assert_uint_eq(f.waited, 1);
+	for (unsigned long i = 0; i < 5; i++)
+		send_seq(&f, i, NULL);
+	ck_assert(run_until(&f, all_received, 15000));
+	ck_assert_uint_eq(f.bad, 0);
+	ck_assert_uint_eq(f.order_errors, 0);
+	ck_assert_uint_eq(f.gaps, 0);
+	assert_no_errors(&f);
+	fx_done(&f);
+}
+END_TEST
+
+/*
+ * A consumer more than the broker's live feed behind loses messages without
+ * being told (the real broker: 256; the test broker with
+ * --live-feed-capacity 8). The consumer holds its window of 10 unacked while
+ * the rest is produced; after the acks, the jump in offsets is reported, and
+ * what arrived plus what was skipped is everything.
+ */
+START_TEST(offsets_the_broker_skipped_are_reported)
+{
+	const char *args[] = {"--live-feed-capacity", "8", NULL};
+	bool real = th_broker_is_real();
+	unsigned long n = real ? 320 : 50;
+	struct fx f;
+
+	fx_init(&f, real ? NULL : args);
+	fx_client(&f, NULL, NULL, NULL, 0);
+	snprintf(f.topic, sizeof(f.topic), "/default/laggy");
+	expect_seqs(&f, n);
+	start_producer(&f, DN_DISPATCH_RELIABLE, 0, 16);
+	ck_assert(run_until(&f, prod_is_ready, 10000));
+	f.hold_acks = true;
+	start_consumer_ev(&f, "s", DN_SUB_EXCLUSIVE, on_message_held, false);
+	ck_assert(run_until(&f, cons_is_ready, 10000));
+	for (unsigned long i = 0; i < n; i++)
+		send_seq(&f, i, NULL);
+	ck_assert(run_until(&f, window_held, 15000));
+	ck_assert_uint_eq(f.received, 10);
+	release_held(&f);
+	ck_assert(run_until(&f, gap_or_all, 15000));
+	ck_assert_uint_ge(f.gaps, 1);
+	ck_assert_uint_eq(f.gap_expected, 10);
+	ck_assert_uint_gt(f.gap_got, 10);
+	ck_assert_uint_eq(f.distinct + f.skipped, n);
+	ck_assert_uint_eq(f.bad, 0);
+	assert_no_errors(&f);
 	fx_done(&f);
 }
 END_TEST
@@ -860,6 +1024,8 @@ static void headers_run(struct fx *f, unsigned long n)
 
 START_TEST(proxy_mode_sends_the_broker_url_header)
 {
+	if (th_broker_needs_test_broker("the test broker's --connect-url and --headers-log"))
+		return;
 	static const char *const methods[] = {"CreateProducer",  "SendMessage", "Subscribe",
 					      "ReceiveMessages", "Nack",        "Ack",
 					      "HealthCheck"};
@@ -906,6 +1072,8 @@ END_TEST
 
 START_TEST(no_broker_url_header_without_a_proxy)
 {
+	if (th_broker_needs_test_broker("the test broker's --headers-log"))
+		return;
 	const char *args[3];
 	char *log;
 	struct fx f;
@@ -982,6 +1150,8 @@ static Suite *suite(void)
 	add(s, "oversize", oversized_message_is_refused_clearly);
 	add(s, "strategy", mismatched_dispatch_strategy_fails_clearly);
 	add(s, "unknown", consuming_an_unknown_topic_fails_clearly);
+	add(s, "wait", consumer_waits_for_a_topic_that_does_not_exist_yet);
+	add(s, "gap", offsets_the_broker_skipped_are_reported);
 	add(s, "schema", schemas_register_fetch_and_travel_with_messages);
 	add(s, "proxy", proxy_mode_sends_the_broker_url_header);
 	add(s, "noproxy", no_broker_url_header_without_a_proxy);

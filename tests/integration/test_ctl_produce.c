@@ -154,6 +154,110 @@ START_TEST(service_url_comes_from_the_global_file)
 }
 END_TEST
 
+/* Runs produce -m TEXT on topic (reliable); the broker must acknowledge it. */
+static void produce_one(struct th_broker *b, const char *topic, const char *text)
+{
+	char *out = NULL;
+	char *argv[] = {(char *)ctl(), "produce",     "-u",         (char *)th_broker_url(b),
+			"-t",          (char *)topic, "--reliable", "-m",
+			(char *)text,  NULL};
+	int rc = th_run(argv, &out, 20000);
+
+	ck_assert_msg(rc == 0, "produce exited %d: %s", rc, out);
+	free(out);
+}
+
+START_TEST(consume_of_a_missing_topic_says_to_wait)
+{
+	struct th_broker *b = broker();
+	char *out = NULL;
+	char *argv[] = {(char *)ctl(), "consume",         "-u", (char *)th_broker_url(b),
+			"-t",          "/default/absent", "-n", "1",
+			NULL};
+	int rc = th_run(argv, &out, 20000);
+
+	ck_assert_msg(rc == 1, "exit %d: %s", rc, out);
+	ck_assert_msg(strstr(out, "/default/absent") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "NOT_FOUND") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "--wait waits for the topic") != NULL, "%s", out);
+	free(out);
+}
+END_TEST
+
+START_TEST(consume_wait_waits_for_the_topic_then_prints)
+{
+	struct th_broker *b = broker();
+	struct th_proc *cons;
+	int status = -1;
+	char *log;
+	char *cargv[] = {(char *)ctl(), "consume",      "-u", (char *)th_broker_url(b),
+			 "-t",          "/default/tbd", "-s", "w",
+			 "--wait",      "-n",           "2",  NULL};
+
+	cons = th_spawn(th_tmpdir(), cargv, NULL);
+	ck_assert(TH_WAIT(th_proc_output_contains(
+				  cons, "topic /default/tbd does not exist yet; waiting for it"),
+			  10000));
+	/* Creates the topic; a new subscription starts after this one. */
+	produce_one(b, "/default/tbd", "before");
+	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/tbd"), 20000));
+	produce_one(b, "/default/tbd", "after-1");
+	produce_one(b, "/default/tbd", "after-2");
+	ck_assert(th_proc_wait(cons, 15000, &status));
+	ck_assert_int_eq(th_exit_code(status), 0);
+	log = th_proc_output(cons);
+	ck_assert_msg(strstr(log, "after-1\nafter-2\n") != NULL, "%s", log);
+	ck_assert_msg(strstr(log, "before") == NULL, "%s", log);
+	free(log);
+}
+END_TEST
+
+/*
+ * The broker ties an exclusive subscription to one consumer name for good.
+ * consume's default name is stable per subscription, so a second consume
+ * resumes it where the first stopped; another name is refused in words.
+ */
+START_TEST(consume_resumes_an_exclusive_subscription_by_default)
+{
+	struct th_broker *b = broker();
+	struct th_proc *cons;
+	int status = -1;
+	char *out = NULL, *log;
+	char *argv[] = {(char *)ctl(), "consume",     "-u", (char *)th_broker_url(b),
+			"-t",          "/default/ex", "-s", "ex",
+			"--type",      "exclusive",   "-n", "1",
+			NULL};
+
+	produce_one(b, "/default/ex", "creates-the-topic");
+	cons = th_spawn(th_tmpdir(), argv, NULL);
+	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/ex"), 15000));
+	produce_one(b, "/default/ex", "one");
+	ck_assert(th_proc_wait(cons, 15000, &status));
+	ck_assert_int_eq(th_exit_code(status), 0);
+	log = th_proc_output(cons);
+	ck_assert_msg(strstr(log, "one\n") != NULL, "%s", log);
+	free(log);
+	/* Nobody consumes now; the subscription keeps it. */
+	produce_one(b, "/default/ex", "two");
+	cons = th_spawn(th_tmpdir(), argv, NULL);
+	ck_assert(th_proc_wait(cons, 15000, &status));
+	log = th_proc_output(cons);
+	ck_assert_msg(th_exit_code(status) == 0, "exit %d: %s", th_exit_code(status), log);
+	ck_assert_msg(strstr(log, "two\n") != NULL, "%s", log);
+	ck_assert_msg(strstr(log, "one\n") == NULL, "%s", log);
+	free(log);
+	/* Another consumer name: the broker refuses it, and consume says why. */
+	char *other[] = {(char *)ctl(), "consume",     "-u",     (char *)th_broker_url(b),
+			 "-t",          "/default/ex", "-s",     "ex",
+			 "--type",      "exclusive",   "--name", "someone-else",
+			 "-n",          "1",           NULL};
+	ck_assert_int_eq(th_run(other, &out, 20000), 1);
+	ck_assert_msg(strstr(out, "can't be shared") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "PERMISSION_DENIED") != NULL, "%s", out);
+	free(out);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("ctl_produce");
@@ -166,6 +270,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, refused_producer_exits_1_with_the_reason);
 	tcase_add_test(tc, unreachable_broker_exits_69);
 	tcase_add_test(tc, service_url_comes_from_the_global_file);
+	tcase_add_test(tc, consume_of_a_missing_topic_says_to_wait);
+	tcase_add_test(tc, consume_wait_waits_for_the_topic_then_prints);
+	tcase_add_test(tc, consume_resumes_an_exclusive_subscription_by_default);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -134,6 +134,8 @@ END_TEST
 /* Commits come only from broker acks; a small queue pauses the source, nothing is lost. */
 START_TEST(backpressure_pauses_until_broker_acks_then_delivers_all)
 {
+	if (th_broker_needs_test_broker("restarts the broker"))
+		return;
 	struct th_broker *b = broker();
 	const char *dir = th_tmpdir();
 	char *log;
@@ -288,6 +290,8 @@ static bool file_has(const char *path, const char *needle)
  */
 START_TEST(source_spool_replays_unacknowledged_records_after_sigkill)
 {
+	if (th_broker_needs_test_broker("restarts the broker"))
+		return;
 	struct th_broker *b = broker();
 	const char *dir = th_tmpdir();
 	char spool[600], extra[1024], want[64], *log, *rel = NULL;
@@ -377,6 +381,23 @@ static struct th_proc *sink(struct th_broker *b, const char *dir, const char *na
 		 "[runtime]\nbatch_size = 10\nbatch_timeout_ms = 50\nretry_backoff_ms = 10\n"
 		 "retry_backoff_max_ms = 50\n%s\n[collect]\nout_file = %s\n%s\n",
 		 runtime, out, collect);
+	return worker(dir, "tests/workers/collect-sink", conf(dir, name, "collect-sink", b, extra));
+}
+
+/*
+ * A collect-sink on /default/in whose whole [runtime] section is runtime,
+ * with danube added to [danube] and collect to [collect].
+ */
+static struct th_proc *sink_rt(struct th_broker *b, const char *dir, const char *name,
+			       const char *out, const char *danube, const char *runtime,
+			       const char *collect)
+{
+	char extra[1024];
+
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/in\nsubscription = s\nsubscription_type = exclusive\n%s\n"
+		 "[runtime]\n%s\n[collect]\nout_file = %s\n%s\n",
+		 danube, runtime, out, collect);
 	return worker(dir, "tests/workers/collect-sink", conf(dir, name, "collect-sink", b, extra));
 }
 
@@ -615,6 +636,8 @@ static bool health_is(void *arg)
 
 START_TEST(health_starting_until_danube_then_ready_with_metrics)
 {
+	if (th_broker_needs_test_broker("restarts the broker"))
+		return;
 	struct th_broker *b = sink_broker();
 	const char *dir = th_tmpdir();
 	char out[512], url[600], env[620];
@@ -732,6 +755,8 @@ static struct th_proc *consume(const char *dir, struct th_broker *b, const char 
  */
 START_TEST(source_health_degraded_while_danube_down_then_ready_delivers_all)
 {
+	if (th_broker_needs_test_broker("restarts the broker"))
+		return;
 	enum { N = 5000 };
 	struct th_broker *b = broker();
 	const char *dir = th_tmpdir();
@@ -783,6 +808,8 @@ END_TEST
 /* Nothing in flight: the idle connection's loss alone tells health. */
 START_TEST(idle_source_health_follows_danube_connection)
 {
+	if (th_broker_needs_test_broker("restarts the broker"))
+		return;
 	struct th_broker *b = broker();
 	const char *dir = th_tmpdir();
 	char url[600], env[620];
@@ -829,6 +856,8 @@ static bool file_ends_with(const char *path, const char *tail)
  */
 START_TEST(sink_health_degraded_while_danube_down_then_ready_delivers_all)
 {
+	if (th_broker_needs_test_broker("restarts the broker"))
+		return;
 	struct th_broker *b = sink_broker();
 	const char *dir = th_tmpdir();
 	char out[512], url[600], env[620], extra[1024], *s;
@@ -877,7 +906,11 @@ START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 	char out[512];
 
 	snprintf(out, sizeof(out), "%s/out.txt", dir);
-	struct th_proc *w = sink(b, dir, "col", out, "stop_timeout_ms = 20000", "delay_ms = 1000");
+	/* Only a window of 2 ends a batch: t1 and t2 are one batch, whatever the machine's pace. */
+	struct th_proc *w = sink_rt(b, dir, "col", out, "max_unacked = 2",
+				    "batch_timeout_ms = 1h\nbatch_linger_ms = 1h\n"
+				    "stop_timeout_ms = 20000",
+				    "delay_ms = 1000");
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
 	produce(b, "/default/in", "t1\nt2\n");
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch"), 10000));
@@ -893,6 +926,163 @@ START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 	char *s = th_read_file(out);
 	ck_assert_str_eq(s, "t1\nt2\nt3\n");
 	free(s);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
+}
+END_TEST
+
+/* A sink whose topic does not exist yet waits for it, degraded and saying why, never crashing. */
+START_TEST(sink_waits_degraded_for_a_missing_topic_then_delivers)
+{
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	char out[512], url[600], env[620], extra[1024], *s;
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
+	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/late\nsubscription = s\nsubscription_type = exclusive\n"
+		 "[collect]\nout_file = %s\n",
+		 out);
+	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c",
+			(char *)conf(dir, "late", "collect-sink", b, extra), NULL};
+	char *envv[] = {env, NULL};
+	struct th_proc *w = th_spawn(dir, argv, envv);
+	struct want_state want = {url,
+				  dcctl_HealthState_HEALTH_DEGRADED,
+				  {"topic /default/late does not exist yet", NULL},
+				  -1};
+
+	ck_assert(th_wait_for(state_is, &want, 10000));
+	ck_assert(th_proc_output_contains(w, "does not exist yet; waiting for it"));
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/late", "--reliable", NULL),
+			 0);
+	want = (struct want_state){url, dcctl_HealthState_HEALTH_READY, {NULL, NULL}, -1};
+	ck_assert(th_wait_for(state_is, &want, 20000));
+	produce(b, "/default/late", "l1\nl2\nl3\n");
+	ck_assert(TH_WAIT(count_lines(out) == 3, 15000));
+	s = th_read_file(out);
+	ck_assert_str_eq(s, "l1\nl2\nl3\n");
+	free(s);
+	ck_assert(th_proc_running(w));
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
+}
+END_TEST
+
+/*
+ * Neither timeout nor linger can end these batches (an hour each): only the
+ * broker's window of 10 unacknowledged messages does, so 30 messages come
+ * as three batches of 10.
+ */
+START_TEST(sink_writes_a_batch_when_the_broker_window_is_full)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], lines[512] = "";
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	for (int i = 1; i <= 30; i++)
+		snprintf(lines + strlen(lines), sizeof(lines) - strlen(lines), "w%d\n", i);
+	struct th_proc *w =
+		sink_rt(b, dir, "win", out, "",
+			"batch_size = 1000\nbatch_timeout_ms = 1h\nbatch_linger_ms = 1h", "");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", lines);
+	ck_assert(TH_WAIT(count_lines(out) == 30, 20000));
+	ck_assert_int_eq(th_proc_output_count(w, "collect batch 10 attempt 0"), 3);
+	ck_assert_int_eq(th_proc_output_count(w, "collect batch"), 3);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
+}
+END_TEST
+
+/* With an hour's batch_timeout_ms, a pause in the stream (batch_linger_ms) writes the batch. */
+START_TEST(sink_writes_a_batch_when_the_stream_pauses)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], *s;
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	struct th_proc *w =
+		sink_rt(b, dir, "lin", out, "", "batch_size = 1000\nbatch_timeout_ms = 1h", "");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "p1\np2\np3\n");
+	ck_assert(TH_WAIT(count_lines(out) == 3, 20000));
+	s = th_read_file(out);
+	ck_assert_str_eq(s, "p1\np2\np3\n");
+	free(s);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
+}
+END_TEST
+
+struct want_skipped {
+	const char *url;
+	uint64_t skipped, processed; /* processed: at least */
+	const char *last_error;      /* substring */
+};
+
+static bool skipped_is(void *arg)
+{
+	struct want_skipped *w = arg;
+	dcctl_Response r;
+	bool ok;
+
+	if (!health(w->url, &r))
+		return false;
+	ok = r.health.topics_count == 1 && r.health.topics[0].skipped > 0 &&
+	     r.health.topics[0].processed + r.health.topics[0].skipped == w->processed &&
+	     r.health.last_error && strstr(r.health.last_error, w->last_error);
+	if (ok)
+		w->skipped = r.health.topics[0].skipped;
+	pb_release(dcctl_Response_fields, &r);
+	return ok;
+}
+
+/*
+ * The real broker skips what a subscription more than 256 messages behind
+ * has not read, and says nothing (the test broker's --live-feed-capacity
+ * does the same with 8). The sink is frozen with its window full while the
+ * rest is produced; once it runs again the jump in offsets is an error in
+ * the log, a count in the metrics and the last error, and what arrived plus
+ * what was skipped is everything.
+ */
+START_TEST(sink_reports_and_counts_messages_the_broker_skipped)
+{
+	const char *args[] = {"--live-feed-capacity", "8", NULL};
+	bool real = th_broker_is_real();
+	int n = real ? 320 : 60; /* the real broker's feed holds 256 */
+	struct th_broker *b = th_broker_start(th_tmpdir(), real ? NULL : args);
+	const char *dir = th_tmpdir();
+	char out[512], url[600], env[620], extra[1024], lines[4096] = "";
+	struct want_skipped want;
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/in", "--reliable", NULL), 0);
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
+	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/in\nsubscription = s\nsubscription_type = exclusive\n"
+		 "[collect]\nout_file = %s\n",
+		 out);
+	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c",
+			(char *)conf(dir, "gap", "collect-sink", b, extra), NULL};
+	char *envv[] = {env, NULL};
+	struct th_proc *w = th_spawn(dir, argv, envv);
+
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	ck_assert_int_eq(th_proc_kill(w, SIGSTOP), 0);
+	for (int i = 1; i <= n; i++)
+		snprintf(lines + strlen(lines), sizeof(lines) - strlen(lines), "g%d\n", i);
+	produce(b, "/default/in", lines);
+	ck_assert_int_eq(th_proc_kill(w, SIGCONT), 0);
+	want = (struct want_skipped){url, 0, (uint64_t)n, "the broker skipped"};
+	ck_assert(th_wait_for(skipped_is, &want, 20000));
+	ck_assert_uint_eq(count_lines(out) + want.skipped, (uint64_t)n);
+	ck_assert(th_proc_output_contains(w, "the subscription fell too far behind"));
 	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(th_proc_clean(w));
 }
@@ -920,6 +1110,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, sink_health_degraded_while_danube_down_then_ready_delivers_all);
 	tcase_add_test(tc, idle_source_health_follows_danube_connection);
 	tcase_add_test(tc, sigterm_finishes_batch_in_flight_and_exits_0);
+	tcase_add_test(tc, sink_waits_degraded_for_a_missing_topic_then_delivers);
+	tcase_add_test(tc, sink_writes_a_batch_when_the_broker_window_is_full);
+	tcase_add_test(tc, sink_writes_a_batch_when_the_stream_pauses);
+	tcase_add_test(tc, sink_reports_and_counts_messages_the_broker_skipped);
 	suite_add_tcase(s, tc);
 	return s;
 }

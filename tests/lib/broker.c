@@ -1,5 +1,6 @@
 /* Test helpers around the Python Danube-compatible broker: start on free ports, restart on
- * the same ports and data dir, kill, and run its admin CLI. */
+ * the same ports and data dir, kill, and run its admin CLI; or, with DC_DANUBE_BROKER, the
+ * real broker standalone. */
 #include "broker.h"
 
 #include <signal.h>
@@ -12,7 +13,7 @@
 #include "harness.h"
 
 #define MAX_EXTRA        32
-#define START_TIMEOUT_MS 20000
+#define START_TIMEOUT_MS 60000
 #define ADMIN_TIMEOUT_MS 20000
 #define LISTEN_LINE      "danube-broker listening on 127.0.0.1:"
 #define MAX_BROKERS      16
@@ -23,6 +24,7 @@ struct th_broker {
 	char *extra[MAX_EXTRA + 1];
 	int port; /* 0 until the first start picked one */
 	int admin_port;
+	int prom_port, raft_port; /* the real broker's */
 	bool tls;
 	struct th_proc *proc;
 	char url[64];
@@ -43,6 +45,26 @@ static void track(struct th_broker *b, bool add)
 		}
 	}
 	ck_assert_msg(!add, "too many brokers");
+}
+
+static const char *real_broker(void)
+{
+	const char *p = getenv("DC_DANUBE_BROKER");
+
+	return p && *p ? p : NULL;
+}
+
+bool th_broker_is_real(void)
+{
+	return real_broker() != NULL;
+}
+
+bool th_broker_needs_test_broker(const char *why)
+{
+	if (!th_broker_is_real())
+		return false;
+	fprintf(stderr, "SKIP (real broker): %s\n", why);
+	return true;
 }
 
 static const char *script(const char *name)
@@ -73,11 +95,54 @@ static bool read_ports(struct th_broker *b)
 	return ok;
 }
 
+/* standalone: --raft-addr's port is used, its address is broker-addr's (danube-protocol §4.1). */
+static void spawn_real(struct th_broker *b)
+{
+	char addr[4][32];
+	char *argv[] = {(char *)real_broker(),
+			"--mode",
+			"standalone",
+			"--data-dir",
+			b->data_dir,
+			"--broker-addr",
+			addr[0],
+			"--admin-addr",
+			addr[1],
+			"--prom-exporter",
+			addr[2],
+			"--raft-addr",
+			addr[3],
+			NULL};
+	char *env[] = {"RUST_LOG=info", NULL};
+
+	if (b->port == 0) {
+		b->port = th_free_port();
+		b->admin_port = th_free_port();
+		b->prom_port = th_free_port();
+		b->raft_port = th_free_port();
+	}
+	snprintf(addr[0], sizeof(addr[0]), "127.0.0.1:%d", b->port);
+	snprintf(addr[1], sizeof(addr[1]), "127.0.0.1:%d", b->admin_port);
+	snprintf(addr[2], sizeof(addr[2]), "127.0.0.1:%d", b->prom_port);
+	snprintf(addr[3], sizeof(addr[3]), "127.0.0.1:%d", b->raft_port);
+	b->proc = th_spawn(b->dir, argv, env);
+}
+
+static bool real_listening(struct th_broker *b)
+{
+	return th_wait_port(b->port, 0) && th_wait_port(b->admin_port, 0);
+}
+
 static void spawn(struct th_broker *b)
 {
 	char port[16], aport[16];
 	char *argv[16 + MAX_EXTRA];
 	size_t n = 0;
+
+	if (th_broker_is_real()) {
+		spawn_real(b);
+		return;
+	}
 
 	snprintf(port, sizeof(port), "%d", b->port);
 	snprintf(aport, sizeof(aport), "%d", b->admin_port);
@@ -103,6 +168,16 @@ static void launch(struct th_broker *b)
 
 	for (;;) {
 		spawn(b);
+		if (th_broker_is_real()) {
+			if (TH_WAIT(real_listening(b) || !th_proc_running(b->proc),
+				    START_TIMEOUT_MS) &&
+			    th_proc_running(b->proc))
+				break;
+			char *out = th_proc_output(b->proc);
+
+			ck_abort_msg("danube-broker %s did not start: %s", real_broker(),
+				     out ? out : "(no output)");
+		}
 		if (TH_WAIT(read_ports(b) || !th_proc_running(b->proc), START_TIMEOUT_MS) &&
 		    read_ports(b))
 			break;
@@ -124,6 +199,9 @@ struct th_broker *th_broker_start(const char *dir, const char *const *extra_args
 	size_t n = 0;
 
 	ck_assert_ptr_nonnull(b);
+	ck_assert_msg(!th_broker_is_real() || !extra_args || !extra_args[0],
+		      "this test needs the test broker's %s; call th_broker_needs_test_broker()",
+		      extra_args ? extra_args[0] : "");
 	snprintf(b->dir, sizeof(b->dir), "%s", dir ? dir : th_tmpdir());
 	snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
 	for (; extra_args && extra_args[n]; n++) {
@@ -214,6 +292,9 @@ int th_broker_kill(struct th_broker *b)
 
 void th_broker_restart(struct th_broker *b)
 {
+	/* It could not restart on its own data (openraft, danube-protocol §8). */
+	ck_assert_msg(!th_broker_is_real(),
+		      "restarting the real broker: call th_broker_needs_test_broker()");
 	if (th_proc_running(b->proc))
 		th_broker_stop(b);
 	launch(b);

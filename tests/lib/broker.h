@@ -3,6 +3,12 @@
  * (tests/danube-broker/danube-broker) for integration tests, and runs its
  * admin commands. Built on the harness: processes and temp dirs are cleaned
  * up even when a test fails.
+ *
+ * With DC_DANUBE_BROKER=PATH (make check-danube) the same calls start the
+ * real danube-broker at PATH instead, standalone on free ports, and the
+ * admin commands go to its admin port. What only the test broker can do
+ * (its options, restarting on the same data) then aborts the test: a test
+ * that needs it says so first with th_broker_needs_test_broker().
  */
 #ifndef DC_TEST_BROKER_H
 #define DC_TEST_BROKER_H
@@ -18,6 +24,14 @@ struct th_broker;
  * Waits until it prints its ports; aborts the test if it does not.
  */
 struct th_broker *th_broker_start(const char *dir, const char *const *extra_args);
+
+/* Whether DC_DANUBE_BROKER names a real broker to run against. */
+bool th_broker_is_real(void);
+/*
+ * True (and a "SKIP" line on stderr naming the test's need) when running
+ * against the real broker: the test returns at once. False otherwise.
+ */
+bool th_broker_needs_test_broker(const char *why);
 
 /* "http://127.0.0.1:PORT" ("https://..." when started with --tls-cert). */
 const char *th_broker_url(const struct th_broker *b);

@@ -200,6 +200,7 @@ static const char *nonempty(const char *s)
 int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const char *name,
 		     struct dc_diag *diag)
 {
+	const char *type;
 	const char *why, *v;
 	char msg[256];
 	int bad = 0;
@@ -281,6 +282,9 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 			    why ? why : "out of memory");
 		bad = 1;
 	}
+	type = dc_config_str(cfg, "danube", "subscription_type");
+	c->single_consumer =
+		type && (strcmp(type, "exclusive") == 0 || strcmp(type, "failover") == 0);
 	c->subscription = dc_config_str(cfg, "danube", "subscription");
 	if (!c->subscription)
 		c->subscription = name;

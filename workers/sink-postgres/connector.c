@@ -54,7 +54,8 @@ struct skpg {
 	size_t nstack;
 	struct range cur;
 	bool in_flight;
-	bool held; /* received, not begun: waiting for the connection */
+	bool held;           /* received, not begun: waiting for the connection */
+	bool resume_checked; /* the first batch was compared with the stored offsets */
 	size_t cap;
 	struct dc_buf json, offsets_json;
 };
@@ -286,6 +287,20 @@ static bool already_written(struct skpg *s, const struct dn_message *m)
 }
 
 /*
+ * exactly_once, first batch after start: the first offset of each topic
+ * should follow the stored one; a jump means the broker skipped messages
+ * while the worker was away (or the last ones before the stop went to
+ * on_error). Within a run the consumer itself reports gaps.
+ */
+static void check_resume(struct skpg *s, const struct dn_message *m)
+{
+	struct offset *o = offset_for(s, m->topic);
+
+	if (o && o->has_stored && !o->has_seen && m->offset > o->stored + 1)
+		dc_rt_skipped(s->rt, m->topic, o->stored + 1, m->offset);
+}
+
+/*
  * Starts writing the batch in hand. Which records exactly_once skips is
  * decided here, with the offsets as loaded by the latest (re)connect: a
  * batch whose commit went unanswered is retried after the reload.
@@ -304,6 +319,8 @@ static void begin(struct skpg *s)
 		char why[128];
 		size_t bad;
 
+		if (s->cfg.exactly_once && !s->resume_checked && s->cfg.single_consumer)
+			check_resume(s, m);
 		if (s->cfg.exactly_once && already_written(s, m)) {
 			skipped++;
 			continue;
@@ -317,6 +334,7 @@ static void begin(struct skpg *s)
 		}
 		s->todo[s->ntodo++] = i;
 	}
+	s->resume_checked = true;
 	if (skipped)
 		dc_log_debug("skipping %zu records already written", skipped);
 	s->nstack = 0;

@@ -37,6 +37,7 @@ struct skpg_config {
 	bool exactly_once;
 	char *offsets_table; /* quoted */
 	const char *subscription;
+	bool single_consumer; /* exclusive or failover: this worker sees every offset */
 	uint64_t connect_timeout_ms, write_timeout_ms, backoff_ms, backoff_max_ms;
 };
 
