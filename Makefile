@@ -99,7 +99,7 @@ MANPAGES   := $(wildcard man/*.[1-8])
 SRC_FILES  = $(shell find libshared supervisor workers tests proto -name '*.[ch]' \
                -not -path 'tests/danube-broker/*' | sort)
 
-.PHONY: all check check-unit check-integration check-valgrind check-danube lint format bench \
+.PHONY: all check check-unit check-integration check-valgrind check-danube soak lint format bench \
         install clean demo fuzz
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -183,6 +183,12 @@ check-integration: all $(INTEG_BINS) $(TESTWORKER_BINS)
 # Programs the integration tests start run under valgrind's leak checker.
 check-valgrind: all $(INTEG_BINS) $(TESTWORKER_BINS)
 	@$(TEST_ENV) DC_VALGRIND=1 CK_DEFAULT_TIMEOUT=600 scripts/run-tests $(INTEG_BINS)
+
+# The long runs (100,000 messages where check proves the same with thousands).
+SOAK_TESTS := test_client test_sink_postgres
+soak: all $(TESTWORKER_BINS) $(addprefix $(BUILD)/tests/integration/,$(SOAK_TESTS))
+	@$(TEST_ENV) DC_SOAK=1 CK_TIMEOUT_MULTIPLIER=10 scripts/run-tests \
+	    $(addprefix $(BUILD)/tests/integration/,$(SOAK_TESTS))
 
 # The conformance run: the client, CLI, runtime and end-to-end tests against a
 # real danube-broker binary (README: "Against the real broker"). Tests that

@@ -529,6 +529,32 @@ bool th_wait_for(th_cond_fn fn, void *arg, int timeout_ms)
 	return TH_WAIT(fn(arg), timeout_ms);
 }
 
+bool th_wait_progress(th_count_fn count, void *arg, long long want, int stall_ms)
+{
+	long long last = count(arg), now;
+
+	while (last < want) {
+		th_deadline_t d = th_deadline(stall_ms);
+
+		for (;; th_pause(&d)) {
+			now = count(arg);
+			if (now != last)
+				break;
+			if (th_expired(&d))
+				return false;
+		}
+		last = now;
+	}
+	return true;
+}
+
+unsigned long th_scale(unsigned long n, unsigned long soak)
+{
+	const char *v = getenv("DC_SOAK");
+
+	return v && strcmp(v, "1") == 0 ? soak : n;
+}
+
 static bool port_open(int port)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET,

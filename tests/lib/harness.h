@@ -101,6 +101,17 @@ th_deadline_t th_deadline(int timeout_ms);
 bool th_expired(const th_deadline_t *d);
 void th_pause(th_deadline_t *d);
 
+/*
+ * Waits while a count grows: true once count(arg) >= want, false when it did
+ * not change for stall_ms. For long runs on a busy machine: the limit is on
+ * progress, not on the total time.
+ */
+typedef long long (*th_count_fn)(void *arg);
+bool th_wait_progress(th_count_fn count, void *arg, long long want, int stall_ms);
+
+/* A test's size: n, or soak under DC_SOAK=1 (make soak). */
+unsigned long th_scale(unsigned long n, unsigned long soak);
+
 bool th_wait_port(int port, int timeout_ms);
 bool th_wait_file_contains(const char *path, const char *needle, int timeout_ms);
 
