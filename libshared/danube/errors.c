@@ -91,7 +91,8 @@ static bool contains_ci(const char *hay, const char *needle)
 
 bool dn_error_is_oversize(int code, const char *detail)
 {
-	if (code != DN_RESOURCE_EXHAUSTED && code != DN_INVALID_ARGUMENT)
+	/* tonic (the real broker) says OUT_OF_RANGE, grpc-core RESOURCE_EXHAUSTED. */
+	if (code != DN_RESOURCE_EXHAUSTED && code != DN_INVALID_ARGUMENT && code != DN_OUT_OF_RANGE)
 		return false;
 	return contains_ci(detail, "larger than max") || contains_ci(detail, "message size") ||
 	       contains_ci(detail, "too large") || contains_ci(detail, "exceeds");

@@ -17,6 +17,9 @@ from subscriptions import END
 from topics import Broker, BrokerError
 
 log = logging.getLogger("danube-broker")
+# tonic's default limit on a decoded request; grpcio's own is raised past it so that the
+# refusal is tonic's (OUT_OF_RANGE, its words), not grpcio's RESOURCE_EXHAUSTED.
+MAX_DECODED = 4 * 1024 * 1024
 
 
 def _identity(b):
@@ -69,6 +72,10 @@ class Services:
                                          producer_name=req.producer_name)
 
     def send_message(self, raw, ctx):
+        if len(raw) > MAX_DECODED:
+            raise BrokerError(grpc.StatusCode.OUT_OF_RANGE,
+                              "Error, decoded message length too large: found %d bytes, the limit is: "
+                              "%d bytes" % (len(raw), MAX_DECODED))
         return self.api.MessageResponse(request_id=self.b.send(raw))
 
     # ---- danube.ConsumerService
@@ -270,7 +277,7 @@ async def serve(args):
             creds = grpc.ssl_server_credentials([(k.read(), c.read())])
 
     # so_reuseport off: a restart on a port someone else holds must fail, not share it.
-    options = [("grpc.so_reuseport", 0)]
+    options = [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * MAX_DECODED)]
     recorder = BrokerUrlRecorder(args.headers_log)
     interceptors = [recorder] + ([TokenInterceptor(args.token)] if args.token else [])
     server = grpc.aio.server(interceptors=interceptors, options=options)

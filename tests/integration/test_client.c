@@ -613,6 +613,8 @@ static void unload(struct fx *f)
 
 START_TEST(topic_unload_mid_stream_loses_nothing)
 {
+	if (th_broker_needs_test_broker("topic unload (standalone: UNIMPLEMENTED)"))
+		return;
 	struct fx f;
 
 	fx_init(&f, NULL);
@@ -765,8 +767,8 @@ START_TEST(oversized_message_is_refused_clearly)
 	f.sent++;
 	ck_assert(run_until(&f, send_settled, 15000));
 	ck_assert_uint_eq(f.send_failed, 1);
-	ck_assert_int_eq(f.last_code, DN_RESOURCE_EXHAUSTED);
-	ck_assert_msg(strstr(f.last_error, "RESOURCE_EXHAUSTED") != NULL, "%s", f.last_error);
+	ck_assert_msg(f.last_code == DN_OUT_OF_RANGE, "%s", f.last_error);
+	ck_assert_msg(strstr(f.last_error, "OUT_OF_RANGE") != NULL, "%s", f.last_error);
 	ck_assert_msg(strstr(f.last_error, "/default/big") != NULL, "%s", f.last_error);
 	/* The producer still works for messages of a sane size. */
 	expect_seqs(&f, 1);
@@ -963,7 +965,15 @@ START_TEST(schemas_register_fetch_and_travel_with_messages)
 	ck_assert_msg(latest.code == DN_OK, "%s", latest.error);
 	ck_assert_uint_eq(latest.id, reg.id);
 	ck_assert_str_eq(latest.subject, "orders");
-	ck_assert_str_eq(latest.def, def);
+	/*
+	 * The real broker answers with its own JSON of the definition,
+	 * {"JsonSchema":{"raw_schema":"...","fingerprint":"sha256:..."}}.
+	 */
+	if (th_broker_is_real())
+		ck_assert_msg(strncmp(latest.def, "{\"JsonSchema\":{\"raw_schema\":", 28) == 0,
+			      "%s", latest.def);
+	else
+		ck_assert_str_eq(latest.def, def);
 	ck_assert_int_eq(dn_schema_get(f.client, reg.id, 1, schema_cb, &byid), 0);
 	await_schema(&f, &byid);
 	ck_assert_msg(byid.code == DN_OK, "%s", byid.error);

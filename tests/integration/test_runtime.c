@@ -918,13 +918,21 @@ START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 	ck_assert(th_proc_clean(w));
 	ck_assert_int_eq((int)count_lines(out), 2);
 	ck_assert(th_proc_output_contains(w, "drained, exiting"));
-	/* Acknowledged: a new worker on the subscription gets only what comes next. */
+	/*
+	 * Acknowledged: a new worker on the subscription gets only what comes
+	 * next. (The real broker may hand the new session t3 more than once
+	 * after the takeover of the exclusive subscription: at least once.)
+	 */
 	w = sink(b, dir, "col", out, "", "");
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
 	produce(b, "/default/in", "t3\n");
-	ck_assert(TH_WAIT(count_lines(out) == 3, 15000));
+	ck_assert(TH_WAIT(count_lines(out) >= 3, 15000));
 	char *s = th_read_file(out);
-	ck_assert_str_eq(s, "t1\nt2\nt3\n");
+	ck_assert_msg(strncmp(s, "t1\nt2\nt3\n", 9) == 0, "%s", s);
+	for (const char *p = s + 9; *p; p += 3)
+		ck_assert_msg(strncmp(p, "t3\n", 3) == 0, "%s", s);
+	if (!th_broker_is_real())
+		ck_assert_str_eq(s, "t1\nt2\nt3\n");
 	free(s);
 	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(th_proc_clean(w));

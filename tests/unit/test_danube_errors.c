@@ -77,6 +77,13 @@ START_TEST(refusals_fail)
 		DN_RECOVER_FAIL);
 	ck_assert(dn_error_is_oversize(DN_RESOURCE_EXHAUSTED,
 				       "Received message larger than max (5000000 vs. 4194304)"));
+	/* What the real broker (tonic) answers for a SendMessage over 4 MiB. */
+	ck_assert(dn_error_is_oversize(DN_OUT_OF_RANGE,
+				       "Error, decoded message length too large: found 5242960 "
+				       "bytes, the limit is: 4194304 bytes"));
+	ck_assert_int_eq(dn_error_recovery(DN_OUT_OF_RANGE, "Error, decoded message length too "
+							    "large: found 5242960 bytes"),
+			 DN_RECOVER_FAIL);
 	ck_assert(!dn_error_is_oversize(DN_UNAVAILABLE, "larger than max"));
 }
 END_TEST
