@@ -194,6 +194,7 @@ void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)
 	uint64_t delay;
 
 	rt->batch_busy = false;
+	dc_log_debug("batch of %zu written", batch->n);
 	for (i = 0; i < batch->n; i++) {
 		r = &batch->records[i];
 		m = rt->batch_msgs[i];
@@ -277,6 +278,7 @@ static void start_batch(struct dc_rt *rt)
 	rt->batch.n = n;
 	rt->batch.attempt = 0;
 	dc_ipc_hist_observe(&rt->batch_msgs[0]->metrics->batch_size, (double)n);
+	dc_log_debug("writing a batch of %zu (%zu more waiting)", n, rt->pend_len);
 	rt->batch_busy = true;
 	rt->kops->write(rt->state, &rt->batch);
 }
