@@ -72,7 +72,7 @@ class Subscription:
         self.name = name
         self.type = sub_type
         self.opts = opts
-        self.consumers = []  # in registration order: Failover's priority
+        self.consumers = []  # in registration order; the first is Exclusive/Failover's active one
         self.rr = 0
         # Reliable state. cursor: highest offset acked together with every offset before it.
         self.cursor = cursor
@@ -82,8 +82,17 @@ class Subscription:
         self.retry = {}  # offset -> time it may be redelivered
 
     # ---- choosing a consumer
+    def _open(self):
+        """The consumers a message may go to: those with an open stream."""
+        if self.type in (EXCLUSIVE, FAILOVER):
+            # The real dispatcher (ExclusiveConsumerState) makes the first consumer added the
+            # active one and never removes consumers: while its stream is gone, the others
+            # get nothing. Failover never fails over.
+            return [c for c in self.consumers[:1] if c.queue is not None]
+        return [c for c in self.consumers if c.queue is not None]
+
     def _pick(self, key):
-        live = [c for c in self.consumers if c.queue is not None]
+        live = self._open()
         if not live:
             return None
         if self.type in (EXCLUSIVE, FAILOVER):

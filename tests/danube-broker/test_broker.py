@@ -313,15 +313,42 @@ class SharedBroker(Case):
         c.send(pid, t)
         self.assertEqual(len(f1.take(1)), 1)
         self.assertTrue(f2.quiet(0.2))
-        f1.call.cancel()  # the active consumer goes: the waiting one takes over
-        self.assertEqual(len(f2.take(1)), 1)
         k1 = Stream(c, c.subscribe(t, "ks", "k1", KsT, ["eu-*"]), self.b)
         k2 = Stream(c, c.subscribe(t, "ks", "k2", KsT, ["us-*"]), self.b)
         c.send(pid, t, key="us-1")
         c.send(pid, t, key="eu-7")
         self.assertEqual(k1.take(1)[0].routing_key, "eu-7")
         self.assertEqual(k2.take(1)[0].routing_key, "us-1")
-        for s in (a, b, f2, k1, k2):
+        for s in (a, b, f1, f2, k1, k2):
+            s.call.cancel()
+
+    def test_failover_never_fails_over(self):
+        """The first consumer added stays the active one, whether its stream is open or not."""
+        c, t = self.c, "/default/fo"
+        pid = c.producer(t, reliable=True)
+        aid = c.subscribe(t, "fo", "a", FoT)
+        a = Stream(c, aid, self.b)
+        b = Stream(c, c.subscribe(t, "fo", "b", FoT), self.b)
+        c.send(pid, t, b"f0")
+        self.assertEqual(a.take(1)[0].payload, b"f0")
+        a.call.cancel()  # A goes away without acking
+        self.b.wait_log("consumer %d disconnected" % aid)
+        c.send(pid, t, b"f1")
+        self.assertTrue(b.quiet(0.5), "B received while A was away")
+        self.assertEqual(c.subscribe(t, "fo", "a", FoT), aid)  # only A itself brings delivery back
+        a2 = Stream(c, aid, self.b)
+        self.assertEqual([m.payload for m in a2.take(2)], [b"f0", b"f1"])
+        self.assertTrue(b.quiet(0.2))
+        nt = "/default/fonr"  # non-reliable: dropped while A is away
+        npid = c.producer(nt)
+        nid = c.subscribe(nt, "fo", "a", FoT)
+        na = Stream(c, nid, self.b)
+        nb = Stream(c, c.subscribe(nt, "fo", "b", FoT), self.b)
+        na.call.cancel()
+        self.b.wait_log("consumer %d disconnected" % nid)
+        c.send(npid, nt, b"lost")
+        self.assertTrue(nb.quiet(0.3))
+        for s in (a2, b, nb):
             s.call.cancel()
 
     def test_non_reliable_delivery_and_disconnect(self):
