@@ -1,14 +1,16 @@
 """Subscriptions and consumers of one topic: which consumer gets a message, the reliable
-cursor with its window of unacked messages, and redelivery after Nack or ack timeout."""
+cursor with its window of unacked messages, redelivery after Nack or ack timeout, and the
+real broker's per-consumer channel."""
 import asyncio
 import collections
 import fnmatch
+import itertools
 import logging
 
 EXCLUSIVE, SHARED, FAILOVER, KEY_SHARED = 0, 1, 2, 3
 TYPE_NAMES = {EXCLUSIVE: "Exclusive", SHARED: "Shared", FAILOVER: "Failover", KEY_SHARED: "KeyShared"}
 END = object()  # what Mailbox.get returns once the stream must end (with OK)
-NON_RELIABLE_BUFFER = 4  # the real broker's per-consumer mpsc channel
+CHANNEL = 4  # the real broker's per-consumer mpsc channel: its non-reliable buffer, and what outlives a stream
 
 log = logging.getLogger("danube-broker")
 
@@ -23,8 +25,8 @@ def fnv1a64(data):
 class Mailbox:
     """The messages waiting for one ReceiveMessages stream (asyncio, one loop)."""
 
-    def __init__(self, limit):
-        self.items = collections.deque()
+    def __init__(self, limit, items=()):
+        self.items = collections.deque(items)
         self.limit = limit
         self.closed = False
         self.event = asyncio.Event()
@@ -41,7 +43,8 @@ class Mailbox:
         self.event.set()
 
     def close(self):
-        # What is still queued was in flight: the subscription redelivers it elsewhere.
+        # What is still queued was in flight: the subscription redelivers it, and the
+        # first CHANNEL items stay with the consumer (Subscription.detach).
         self.closed = True
         self.event.set()
 
@@ -61,6 +64,7 @@ class Consumer:
         self.active = True  # what HealthCheck reports
         self.queue = None  # the open stream's queue; None while no stream is open
         self.gen = 0  # bumped whenever a stream is opened or ended
+        self.channel = []  # what an ended stream left in the consumer's channel, for the next one
 
     def matches(self, key):
         return not self.filters or any(fnmatch.fnmatchcase(key, f) for f in self.filters)
@@ -176,8 +180,14 @@ class Subscription:
         """Ends c's open stream (with OK); what it had in flight is redelivered."""
         c.gen += 1
         if c.queue is not None:
+            # The real channel belongs to the consumer, not to the stream: what the stream had
+            # not taken yet (at most the channel's 4) reaches the consumer's next stream before
+            # the redelivered window, as duplicates.
+            c.channel = list(itertools.islice(c.queue.items, CHANNEL))
             c.queue.close()
             c.queue = None
+            if c.channel:
+                log.info("consumer %d stream ended; %d messages stay in its channel", c.id, len(c.channel))
         for off, (_, holder) in list(self.inflight.items()):
             if holder is c:
                 del self.inflight[off]
@@ -186,7 +196,8 @@ class Subscription:
 
     def attach(self, c, now):
         c.gen += 1
-        c.queue = Mailbox(0 if self.topic.reliable else NON_RELIABLE_BUFFER)
+        c.queue = Mailbox(0 if self.topic.reliable else CHANNEL, c.channel)
+        c.channel = []
         c.active = True
         self.pump(now)
         return c.queue, c.gen
