@@ -1,6 +1,6 @@
 """Subscriptions and consumers of one topic: which consumer gets a message, the reliable
 cursor with its window of unacked messages, redelivery after Nack or ack timeout, and the
-real broker's per-consumer channel."""
+real broker's per-consumer channel and live feed."""
 import asyncio
 import collections
 import fnmatch
@@ -71,13 +71,16 @@ class Consumer:
 
 
 class Subscription:
-    def __init__(self, topic, name, sub_type, cursor, opts):
+    def __init__(self, topic, name, sub_type, cursor, opts, live=False):
         self.topic = topic
         self.name = name
         self.type = sub_type
         self.opts = opts
         self.consumers = []  # in registration order; the first is Exclusive/Failover's active one
         self.rr = 0
+        # Created without a saved cursor: the real broker reads the topic's live feed, which
+        # can lag (--live-feed-capacity); otherwise it reads the WAL, which cannot.
+        self.live = live
         # Reliable state. cursor: highest offset acked together with every offset before it.
         self.cursor = cursor
         self.next_read = cursor + 1
@@ -128,10 +131,27 @@ class Subscription:
                 return
             del self.retry[off]
         while len(self.inflight) < limit and self.next_read < self.topic.next_offset:
+            if self._lagged():
+                return  # the real dispatcher ends this pass on the error; the next tick goes on
             off = self.next_read
             if off not in self.acked and off not in self.retry and not self._send(off, now):
                 return
             self.next_read += 1
+
+    def _lagged(self):
+        """--live-feed-capacity N: the live feed is a tokio broadcast channel of N entries. A
+        reader more than N behind the newest message is moved to the oldest one still held
+        and loses the rest; the dispatcher logs the error and the client is never told."""
+        cap = self.opts.live_feed_capacity
+        if not self.live or cap <= 0 or not self._open():
+            return False  # the real dispatcher reads the feed only when it has a consumer to send to
+        oldest = self.topic.next_offset - cap
+        if self.next_read >= oldest:
+            return False
+        log.warning("poll_next error on %s/%s: error=Other: broadcast error: channel lagged by %d",
+                    self.topic.name, self.name, oldest - self.next_read)
+        self.next_read = oldest
+        return True
 
     def _send(self, off, now):
         data, key = self.topic.log[off]
@@ -203,7 +223,11 @@ class Subscription:
         return c.queue, c.gen
 
     def reset_delivery(self):
-        """After an unload: forget what was in flight; delivery restarts after the cursor."""
+        """After an unload: forget what was in flight and acked above the cursor; delivery
+        restarts after the cursor, as the real broker's new dispatcher reads the WAL from
+        its saved cursor."""
         self.inflight.clear()
         self.retry.clear()
+        self.acked.clear()
         self.next_read = self.cursor + 1
+        self.live = False

@@ -566,6 +566,40 @@ class Standalone(Case):
         c.channel.close()
         self.assertEqual(b.stop(), 0)
 
+    def test_live_feed_lag_skips_ahead(self):
+        b = Broker("--live-feed-capacity", "8")
+        c, t = Client(b), "/default/lag"
+        pid = c.producer(t, reliable=True)
+        s = Stream(c, c.subscribe(t, "sub", "lc", ExT), b)
+        for i in range(30):
+            c.send(pid, t, b"l%d" % i)
+        window = s.take(10)  # 0..9 in flight; the feed holds only the newest 8 of the rest
+        self.assertEqual(offsets(window), list(range(10)))
+        for m in window:
+            c.ack(m, "sub")
+        self.assertEqual(offsets(s.take(8)), list(range(22, 30)))  # 10..21 are lost, silently
+        self.assertTrue(s.quiet(0.2))
+        lag = "poll_next error on %s/sub: error=Other: broadcast error: channel lagged by 12" % t
+        b.wait_log(lag)
+        # The cursor stops before the gap. After an unload the subscription reads the WAL from
+        # there, as the real broker's new dispatcher does with a saved cursor: it cannot lag.
+        self.assertEqual(b.admin("unload", t), 0)
+        self.assertEqual(s.ended(), SC.OK)
+        pid = c.producer(t, reliable=True)
+        s = Stream(c, c.subscribe(t, "sub", "lc", ExT), b)
+        for i in range(30, 50):  # 20 more while 10..19 are in flight: far more than 8 behind
+            c.send(pid, t, b"l%d" % i)
+        got = []
+        while len(got) < 40:
+            m = s.take(1)[0]
+            got.append(m.msg_id.topic_offset)
+            c.ack(m, "sub")
+        self.assertEqual(got, list(range(10, 50)))
+        self.assertEqual(b.log_text().count("channel lagged"), 1)
+        s.call.cancel()
+        c.channel.close()
+        self.assertEqual(b.stop(), 0)
+
     def test_token_and_tls(self):
         key, crt = os.path.join(self.tmp, "k.pem"), os.path.join(self.tmp, "c.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
