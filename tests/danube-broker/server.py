@@ -247,6 +247,9 @@ def parse_args(argv):
     p.add_argument("--ack-timeout-ms", type=int, default=30000)
     p.add_argument("--nack-delay-ms", type=int, default=1000)
     p.add_argument("--max-unacked", type=int, default=10)
+    p.add_argument("--live-feed-capacity", type=int, default=0, metavar="N",
+                   help="a new subscription more than N messages behind skips ahead, as the real "
+                        "broker's 256-entry live feed does (0: off)")
     p.add_argument("--connect-url", help="lookups answer this connect_url (proxy mode when it differs)")
     p.add_argument("--headers-log", help="append 'METHOD VALUE' per distinct x-danube-broker-url received")
     args = p.parse_args(argv)

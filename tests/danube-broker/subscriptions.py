@@ -1,14 +1,16 @@
 """Subscriptions and consumers of one topic: which consumer gets a message, the reliable
-cursor with its window of unacked messages, and redelivery after Nack or ack timeout."""
+cursor with its window of unacked messages, redelivery after Nack or ack timeout, and the
+real broker's per-consumer channel and live feed."""
 import asyncio
 import collections
 import fnmatch
+import itertools
 import logging
 
 EXCLUSIVE, SHARED, FAILOVER, KEY_SHARED = 0, 1, 2, 3
 TYPE_NAMES = {EXCLUSIVE: "Exclusive", SHARED: "Shared", FAILOVER: "Failover", KEY_SHARED: "KeyShared"}
 END = object()  # what Mailbox.get returns once the stream must end (with OK)
-NON_RELIABLE_BUFFER = 4  # the real broker's per-consumer mpsc channel
+CHANNEL = 4  # the real broker's per-consumer mpsc channel: its non-reliable buffer, and what outlives a stream
 
 log = logging.getLogger("danube-broker")
 
@@ -23,8 +25,8 @@ def fnv1a64(data):
 class Mailbox:
     """The messages waiting for one ReceiveMessages stream (asyncio, one loop)."""
 
-    def __init__(self, limit):
-        self.items = collections.deque()
+    def __init__(self, limit, items=()):
+        self.items = collections.deque(items)
         self.limit = limit
         self.closed = False
         self.event = asyncio.Event()
@@ -41,7 +43,8 @@ class Mailbox:
         self.event.set()
 
     def close(self):
-        # What is still queued was in flight: the subscription redelivers it elsewhere.
+        # What is still queued was in flight: the subscription redelivers it, and the
+        # first CHANNEL items stay with the consumer (Subscription.detach).
         self.closed = True
         self.event.set()
 
@@ -61,19 +64,23 @@ class Consumer:
         self.active = True  # what HealthCheck reports
         self.queue = None  # the open stream's queue; None while no stream is open
         self.gen = 0  # bumped whenever a stream is opened or ended
+        self.channel = []  # what an ended stream left in the consumer's channel, for the next one
 
     def matches(self, key):
         return not self.filters or any(fnmatch.fnmatchcase(key, f) for f in self.filters)
 
 
 class Subscription:
-    def __init__(self, topic, name, sub_type, cursor, opts):
+    def __init__(self, topic, name, sub_type, cursor, opts, live=False):
         self.topic = topic
         self.name = name
         self.type = sub_type
         self.opts = opts
-        self.consumers = []  # in registration order: Failover's priority
+        self.consumers = []  # in registration order; the first is Exclusive/Failover's active one
         self.rr = 0
+        # Created without a saved cursor: the real broker reads the topic's live feed, which
+        # can lag (--live-feed-capacity); otherwise it reads the WAL, which cannot.
+        self.live = live
         # Reliable state. cursor: highest offset acked together with every offset before it.
         self.cursor = cursor
         self.next_read = cursor + 1
@@ -82,8 +89,17 @@ class Subscription:
         self.retry = {}  # offset -> time it may be redelivered
 
     # ---- choosing a consumer
+    def _open(self):
+        """The consumers a message may go to: those with an open stream."""
+        if self.type in (EXCLUSIVE, FAILOVER):
+            # The real dispatcher (ExclusiveConsumerState) makes the first consumer added the
+            # active one and never removes consumers: while its stream is gone, the others
+            # get nothing. Failover never fails over.
+            return [c for c in self.consumers[:1] if c.queue is not None]
+        return [c for c in self.consumers if c.queue is not None]
+
     def _pick(self, key):
-        live = [c for c in self.consumers if c.queue is not None]
+        live = self._open()
         if not live:
             return None
         if self.type in (EXCLUSIVE, FAILOVER):
@@ -115,10 +131,27 @@ class Subscription:
                 return
             del self.retry[off]
         while len(self.inflight) < limit and self.next_read < self.topic.next_offset:
+            if self._lagged():
+                return  # the real dispatcher ends this pass on the error; the next tick goes on
             off = self.next_read
             if off not in self.acked and off not in self.retry and not self._send(off, now):
                 return
             self.next_read += 1
+
+    def _lagged(self):
+        """--live-feed-capacity N: the live feed is a tokio broadcast channel of N entries. A
+        reader more than N behind the newest message is moved to the oldest one still held
+        and loses the rest; the dispatcher logs the error and the client is never told."""
+        cap = self.opts.live_feed_capacity
+        if not self.live or cap <= 0 or not self._open():
+            return False  # the real dispatcher reads the feed only when it has a consumer to send to
+        oldest = self.topic.next_offset - cap
+        if self.next_read >= oldest:
+            return False
+        log.warning("poll_next error on %s/%s: error=Other: broadcast error: channel lagged by %d",
+                    self.topic.name, self.name, oldest - self.next_read)
+        self.next_read = oldest
+        return True
 
     def _send(self, off, now):
         data, key = self.topic.log[off]
@@ -167,8 +200,14 @@ class Subscription:
         """Ends c's open stream (with OK); what it had in flight is redelivered."""
         c.gen += 1
         if c.queue is not None:
+            # The real channel belongs to the consumer, not to the stream: what the stream had
+            # not taken yet (at most the channel's 4) reaches the consumer's next stream before
+            # the redelivered window, as duplicates.
+            c.channel = list(itertools.islice(c.queue.items, CHANNEL))
             c.queue.close()
             c.queue = None
+            if c.channel:
+                log.info("consumer %d stream ended; %d messages stay in its channel", c.id, len(c.channel))
         for off, (_, holder) in list(self.inflight.items()):
             if holder is c:
                 del self.inflight[off]
@@ -177,13 +216,18 @@ class Subscription:
 
     def attach(self, c, now):
         c.gen += 1
-        c.queue = Mailbox(0 if self.topic.reliable else NON_RELIABLE_BUFFER)
+        c.queue = Mailbox(0 if self.topic.reliable else CHANNEL, c.channel)
+        c.channel = []
         c.active = True
         self.pump(now)
         return c.queue, c.gen
 
     def reset_delivery(self):
-        """After an unload: forget what was in flight; delivery restarts after the cursor."""
+        """After an unload: forget what was in flight and acked above the cursor; delivery
+        restarts after the cursor, as the real broker's new dispatcher reads the WAL from
+        its saved cursor."""
         self.inflight.clear()
         self.retry.clear()
+        self.acked.clear()
         self.next_read = self.cursor + 1
+        self.live = False

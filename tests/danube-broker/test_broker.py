@@ -3,6 +3,7 @@
 semantics every C integration test relies on. Run: /usr/bin/python3 test_broker.py"""
 import os
 import queue
+import re
 import select
 import shutil
 import signal
@@ -22,6 +23,10 @@ import protos  # noqa: E402
 api, sch, adm = protos.load(os.environ.get("DC_PY_DIR"))
 SC = grpc.StatusCode
 ExT, ShT, FoT, KsT = 0, 1, 2, 3
+
+
+def offsets(msgs):
+    return [m.msg_id.topic_offset for m in msgs]
 
 
 class Broker:
@@ -59,12 +64,15 @@ class Broker:
         self.aport = int(words[5].rsplit(b":", 1)[1])
         self.addr = "127.0.0.1:%d" % self.port
 
+    def log_text(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
     def wait_log(self, text, timeout=5):
         """Waits until the broker has logged text (e.g. that a consumer's stream is open)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            self.log.seek(0)
-            if text.encode() in self.log.read():
+            if text in self.log_text():
                 return
             time.sleep(0.01)
         raise AssertionError("broker never logged %r" % text)
@@ -302,6 +310,53 @@ class SharedBroker(Case):
         self.assertEqual(s1.ended(), SC.OK)
         self.assertEqual(c.health(1, cid), api.HealthCheckResponse.OK)
 
+    def test_exclusive_stays_taken_after_its_stream_dies(self):
+        c, t = self.c, "/default/exdead"
+        pid = c.producer(t, reliable=True)
+        cid = c.subscribe(t, "sub", "first", ExT)
+        s1 = Stream(c, cid, self.b)
+        for i in range(12):
+            c.send(pid, t, b"e%d" % i)
+        window = offsets(s1.take(10))
+        s1.call.cancel()  # the client goes away holding its window unacked
+        self.b.wait_log("consumer %d disconnected" % cid)
+        self.assertEqual(c.health(1, cid), api.HealthCheckResponse.CLOSE)
+        code, text = self.status(c.subscribe, t, "sub", "second", ExT)
+        self.assertEqual(code, SC.PERMISSION_DENIED)
+        self.assertIn("the Exclusive subscription can't be shared with other consumers", text)
+        self.assertEqual(c.subscribe(t, "sub", "first", ExT), cid)  # the same name, at once
+        s2 = Stream(c, cid, self.b)
+        again = s2.take(10)
+        self.assertEqual(offsets(again), window)  # the whole window again; it had been read: no extra
+        self.assertTrue(s2.quiet(0.2))
+        for m in again:
+            c.ack(m, "sub")
+        self.assertEqual(offsets(s2.take(2)), [window[-1] + 1, window[-1] + 2])
+        s2.call.cancel()
+
+    def test_takeover_replays_the_consumer_channel(self):
+        """A stream that ends before taking all that was sent to it leaves up to 4 messages in
+        the consumer's channel: the next stream gets them first, then the window again."""
+        c, t = self.c, "/default/exdup"
+        pid = c.producer(t, reliable=True)
+        cid = c.subscribe(t, "sub", "first", ExT)
+        s1 = Stream(c, cid, self.b, read=False)  # never read: HTTP/2 flow control stalls the broker
+        big = b"d" * (2 * 1024 * 1024)  # 10 of them are far more than the HTTP/2 windows
+        for i in range(10):
+            c.send(pid, t, big + b"%d" % i)
+        s1.call.cancel()
+        self.b.wait_log("consumer %d stream ended; " % cid)
+        kept = int(re.search(r"consumer %d stream ended; (\d+) messages stay" % cid, self.b.log_text()).group(1))
+        self.assertTrue(1 <= kept <= 4, kept)
+        self.assertEqual(c.subscribe(t, "sub", "first", ExT), cid)
+        s2 = Stream(c, cid, self.b)
+        got = offsets(s2.take(kept + 10, timeout=30))
+        self.assertEqual(got[kept:], list(range(10)))  # the redelivered window, in order
+        self.assertEqual(got[:kept], list(range(got[0], got[0] + kept)))  # duplicates, ascending
+        self.assertLessEqual(got[kept - 1], 9)
+        self.assertTrue(s2.quiet(0.2))
+        s2.call.cancel()
+
     def test_shared_failover_keyshared(self):
         c, t = self.c, "/default/disp"
         pid = c.producer(t, reliable=True)
@@ -315,15 +370,42 @@ class SharedBroker(Case):
         c.send(pid, t)
         self.assertEqual(len(f1.take(1)), 1)
         self.assertTrue(f2.quiet(0.2))
-        f1.call.cancel()  # the active consumer goes: the waiting one takes over
-        self.assertEqual(len(f2.take(1)), 1)
         k1 = Stream(c, c.subscribe(t, "ks", "k1", KsT, ["eu-*"]), self.b)
         k2 = Stream(c, c.subscribe(t, "ks", "k2", KsT, ["us-*"]), self.b)
         c.send(pid, t, key="us-1")
         c.send(pid, t, key="eu-7")
         self.assertEqual(k1.take(1)[0].routing_key, "eu-7")
         self.assertEqual(k2.take(1)[0].routing_key, "us-1")
-        for s in (a, b, f2, k1, k2):
+        for s in (a, b, f1, f2, k1, k2):
+            s.call.cancel()
+
+    def test_failover_never_fails_over(self):
+        """The first consumer added stays the active one, whether its stream is open or not."""
+        c, t = self.c, "/default/fo"
+        pid = c.producer(t, reliable=True)
+        aid = c.subscribe(t, "fo", "a", FoT)
+        a = Stream(c, aid, self.b)
+        b = Stream(c, c.subscribe(t, "fo", "b", FoT), self.b)
+        c.send(pid, t, b"f0")
+        self.assertEqual(a.take(1)[0].payload, b"f0")
+        a.call.cancel()  # A goes away without acking
+        self.b.wait_log("consumer %d disconnected" % aid)
+        c.send(pid, t, b"f1")
+        self.assertTrue(b.quiet(0.5), "B received while A was away")
+        self.assertEqual(c.subscribe(t, "fo", "a", FoT), aid)  # only A itself brings delivery back
+        a2 = Stream(c, aid, self.b)
+        self.assertEqual([m.payload for m in a2.take(2)], [b"f0", b"f1"])
+        self.assertTrue(b.quiet(0.2))
+        nt = "/default/fonr"  # non-reliable: dropped while A is away
+        npid = c.producer(nt)
+        nid = c.subscribe(nt, "fo", "a", FoT)
+        na = Stream(c, nid, self.b)
+        nb = Stream(c, c.subscribe(nt, "fo", "b", FoT), self.b)
+        na.call.cancel()
+        self.b.wait_log("consumer %d disconnected" % nid)
+        c.send(npid, nt, b"lost")
+        self.assertTrue(nb.quiet(0.3))
+        for s in (a2, b, nb):
             s.call.cancel()
 
     def test_non_reliable_delivery_and_disconnect(self):
@@ -468,6 +550,54 @@ class Standalone(Case):
         late = s.take(1, timeout=5)[0]  # never acked: redelivered after 300 ms
         self.assertEqual((late.msg_id.topic_offset, late.payload), (m.msg_id.topic_offset, b"a"))
         c.ack(late, "sub")
+        s.call.cancel()
+        c.channel.close()
+        self.assertEqual(b.stop(), 0)
+
+    def test_exclusive_frees_on_restart(self):
+        b = Broker(data_dir=self.tmp)
+        c, t = Client(b), "/default/exr"
+        c.producer(t, reliable=True)
+        c.subscribe(t, "sub", "first", ExT)
+        self.assertEqual(self.status(c.subscribe, t, "sub", "second", ExT)[0], SC.PERMISSION_DENIED)
+        c.channel.close()
+        self.assertEqual(b.stop(), 0)
+        b.start()
+        c = Client(b)
+        self.assertNotEqual(c.subscribe(t, "sub", "second", ExT), 0)  # consumers do not survive a restart
+        c.channel.close()
+        self.assertEqual(b.stop(), 0)
+
+    def test_live_feed_lag_skips_ahead(self):
+        b = Broker("--live-feed-capacity", "8")
+        c, t = Client(b), "/default/lag"
+        pid = c.producer(t, reliable=True)
+        s = Stream(c, c.subscribe(t, "sub", "lc", ExT), b)
+        for i in range(30):
+            c.send(pid, t, b"l%d" % i)
+        window = s.take(10)  # 0..9 in flight; the feed holds only the newest 8 of the rest
+        self.assertEqual(offsets(window), list(range(10)))
+        for m in window:
+            c.ack(m, "sub")
+        self.assertEqual(offsets(s.take(8)), list(range(22, 30)))  # 10..21 are lost, silently
+        self.assertTrue(s.quiet(0.2))
+        lag = "poll_next error on %s/sub: error=Other: broadcast error: channel lagged by 12" % t
+        b.wait_log(lag)
+        # The cursor stops before the gap. After an unload the subscription reads the WAL from
+        # there, as the real broker's new dispatcher does with a saved cursor: it cannot lag.
+        self.assertEqual(b.admin("unload", t), 0)
+        self.assertEqual(s.ended(), SC.OK)
+        pid = c.producer(t, reliable=True)
+        s = Stream(c, c.subscribe(t, "sub", "lc", ExT), b)
+        for i in range(30, 50):  # 20 more while 10..19 are in flight: far more than 8 behind
+            c.send(pid, t, b"l%d" % i)
+        got = []
+        while len(got) < 40:
+            m = s.take(1)[0]
+            got.append(m.msg_id.topic_offset)
+            c.ack(m, "sub")
+        self.assertEqual(got, list(range(10, 50)))
+        self.assertEqual(b.log_text().count("channel lagged"), 1)
         s.call.cancel()
         c.channel.close()
         self.assertEqual(b.stop(), 0)

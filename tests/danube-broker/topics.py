@@ -276,9 +276,9 @@ class Broker:
                                   "Consumer: %s, the Exclusive subscription can't be shared with other "
                                   "consumers" % (t.name, req.consumer_name))
         else:
-            # A new reliable subscription starts at the latest offset.
+            # A new reliable subscription starts at the latest offset, on the live feed.
             sub = t.subs[req.subscription] = Subscription(
-                t, req.subscription, req.subscription_type, t.next_offset - 1, self.opts)
+                t, req.subscription, req.subscription_type, t.next_offset - 1, self.opts, live=True)
             if t.reliable:
                 self.storage.save_subscription(t.name, sub.name, sub.type, sub.cursor)
         cid = self._new_id(self.consumers)
