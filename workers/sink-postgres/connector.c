@@ -16,11 +16,23 @@
 
 #define STMT "skpg_insert"
 
+#define MAX_HOLES 16
+
 struct offset {
 	char *topic;
 	uint64_t stored; /* committed in PostgreSQL, valid when has_stored */
 	uint64_t seen;   /* highest in the current batch, valid when has_seen */
 	bool has_stored, has_seen;
+	/*
+	 * Offsets below a written one that were not written (yet): the real
+	 * broker hands a taken-over subscription what its channel kept before
+	 * the window from the cursor, so a higher offset can come first. These
+	 * are new when they come, though below the stored offset. Oldest first;
+	 * kept across reconnects, lost with the process (a restart then may
+	 * skip them: see the man page).
+	 */
+	uint64_t hole_lo[MAX_HOLES], hole_hi[MAX_HOLES];
+	size_t nholes;
 };
 
 struct range {
@@ -272,15 +284,85 @@ static bool grow(struct skpg *s, size_t n)
 	return true;
 }
 
-/* With exactly_once: already in PostgreSQL, or a second delivery within this batch. */
+static void hole_add(struct offset *o, uint64_t lo, uint64_t hi)
+{
+	for (size_t i = 0; i < o->nholes; i++)
+		if (o->hole_lo[i] == lo && o->hole_hi[i] == hi)
+			return;
+	if (o->nholes == MAX_HOLES) {
+		/* The oldest is most likely a gap the broker made: it never fills. */
+		memmove(o->hole_lo, o->hole_lo + 1, (MAX_HOLES - 1) * sizeof(o->hole_lo[0]));
+		memmove(o->hole_hi, o->hole_hi + 1, (MAX_HOLES - 1) * sizeof(o->hole_hi[0]));
+		o->nholes--;
+	}
+	o->hole_lo[o->nholes] = lo;
+	o->hole_hi[o->nholes++] = hi;
+}
+
+/* Whether off is in a hole; it is taken out of it (to be written now). */
+static bool hole_take(struct offset *o, uint64_t off)
+{
+	for (size_t i = 0; i < o->nholes; i++) {
+		if (off < o->hole_lo[i] || off > o->hole_hi[i])
+			continue;
+		if (o->hole_lo[i] == o->hole_hi[i]) {
+			o->nholes--;
+			memmove(o->hole_lo + i, o->hole_lo + i + 1,
+				(o->nholes - i) * sizeof(o->hole_lo[0]));
+			memmove(o->hole_hi + i, o->hole_hi + i + 1,
+				(o->nholes - i) * sizeof(o->hole_hi[0]));
+		} else if (off == o->hole_lo[i]) {
+			o->hole_lo[i]++;
+		} else if (off == o->hole_hi[i]) {
+			o->hole_hi[i]--;
+		} else {
+			uint64_t hi = o->hole_hi[i];
+
+			o->hole_hi[i] = off - 1;
+			hole_add(o, off + 1, hi);
+		}
+		return true;
+	}
+	return false;
+}
+
+/* Whether the batch being begun already holds topic's offset off. */
+static bool in_todo(const struct skpg *s, const char *topic, uint64_t off)
+{
+	for (size_t k = 0; k < s->ntodo; k++) {
+		const struct dn_message *p = s->msgs[s->todo[k]];
+
+		if (p->offset == off && strcmp(p->topic, topic) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * With exactly_once: in PostgreSQL already (at or below the stored offset
+ * and in no hole), or once more within this batch. Only an exact repeat is
+ * one: a lower offset after a higher one is new (see struct offset).
+ */
 static bool already_written(struct skpg *s, const struct dn_message *m)
 {
 	struct offset *o = offset_for(s, m->topic);
+	uint64_t top;
 
 	if (!o)
 		return false;
-	if ((o->has_stored && m->offset <= o->stored) || (o->has_seen && m->offset <= o->seen))
-		return true;
+	if (o->has_seen && m->offset <= o->seen) {
+		if (in_todo(s, m->topic, m->offset))
+			return true;
+		if (hole_take(o, m->offset))
+			return false;
+		return o->has_stored && m->offset <= o->stored;
+	}
+	if (o->has_stored && m->offset <= o->stored)
+		return !hole_take(o, m->offset);
+	/* Above everything written: what it jumps over may still come. */
+	top = o->has_seen ? o->seen : o->has_stored ? o->stored : m->offset - 1;
+	if (m->offset > top + 1 && (o->has_seen || o->has_stored))
+		hole_add(o, top + 1, m->offset - 1);
 	o->seen = m->offset;
 	o->has_seen = true;
 	return false;
@@ -442,7 +524,9 @@ static void on_setup(void *arg, const PGresult *res, const char *why)
 			return;
 		}
 	} else if (s->step == SETUP_LOAD_OFFSETS) {
-		free_offsets(s);
+		/* What PostgreSQL says replaces what we knew; the holes stay. */
+		for (size_t i = 0; i < s->noffs; i++)
+			s->offs[i].has_stored = false;
 		for (int i = 0; i < PQntuples(res); i++) {
 			struct offset *o = offset_for(s, PQgetvalue(res, i, 0));
 
@@ -453,7 +537,7 @@ static void on_setup(void *arg, const PGresult *res, const char *why)
 			o->stored = strtoull(PQgetvalue(res, i, 1), NULL, 10);
 			o->has_stored = true;
 		}
-		dc_log_info("postgres: %zu stored offsets for subscription %s", s->noffs,
+		dc_log_info("postgres: %d stored offsets for subscription %s", PQntuples(res),
 			    s->cfg.subscription);
 	}
 	s->step++;
