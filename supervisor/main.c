@@ -130,8 +130,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 
 	if (s->signum == SIGHUP) {
 		dc_log_info("SIGHUP: reloading the configuration");
-		if (dc_supd_reload(sup, err, sizeof(err)) < 0)
-			dc_log_error("reload: %s", err);
+		/* A rejected reload has logged its reasons already. */
+		(void)dc_supd_reload(sup, err, sizeof(err));
 		return;
 	}
 	dc_log_info("%s: stopping", strsignal(s->signum));

@@ -169,6 +169,7 @@ int dc_supd_reload(struct dc_supd *sup, char *err, size_t errlen)
 
 	if (sup->shutting_down) {
 		snprintf(err, errlen, "danube-connectd is shutting down");
+		dc_log_error("reload rejected: %s", err);
 		return -1;
 	}
 	dc_log_info("reloading %s", sup->conf.global_file);

@@ -556,6 +556,35 @@ START_TEST(sighup_applies_only_the_difference)
 }
 END_TEST
 
+START_TEST(reload_errors_are_logged_once)
+{
+	const char *line =
+		"danube-connect.ini:2: supervisor.restart_intensity: expected an integer";
+	struct env e;
+	dcctl_Response r;
+
+	env_init(&e, NULL);
+	add_conn(&e, "a", "");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "a", "running"), 5000));
+	ck_assert_int_eq(th_write_file(e.global, "[supervisor]\nrestart_intensity = lots\n"), 0);
+	ck_assert_int_eq(th_proc_kill(e.d, SIGHUP), 0);
+	ck_assert(TH_WAIT(th_proc_output_contains(e.d, "reload rejected"), 5000));
+	/* the control socket answers after the loop has handled the signal */
+	ck_assert_str_eq(state_of(&e, "a", NULL), "running");
+	ck_assert_int_eq(th_proc_output_count(e.d, line), 1);
+
+	/* the same over the control socket: the client gets the reason, the log each line once */
+	ck_assert_int_eq(ctl(&e, dcctl_Op_OP_RELOAD, "", &r), 0);
+	ck_assert_int_eq(r.code, dcctl_Code_CODE_FAILED);
+	ck_assert_ptr_nonnull(strstr(r.error, line));
+	pb_release(dcctl_Response_fields, &r);
+	ck_assert_int_eq(th_proc_output_count(e.d, line), 2);
+	ck_assert_int_eq(th_proc_output_count(e.d, "reload rejected"), 2);
+	stop_daemon(&e);
+}
+END_TEST
+
 START_TEST(metrics_and_probes_are_served)
 {
 	struct env e;
@@ -934,6 +963,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, worker_never_ready_stays_starting);
 	tcase_add_test(tc, sigterm_stops_all_and_kills_the_stubborn_one);
 	tcase_add_test(tc, sighup_applies_only_the_difference);
+	tcase_add_test(tc, reload_errors_are_logged_once);
 	tcase_add_test(tc, metrics_and_probes_are_served);
 	tcase_add_test(tc, readyz_is_200_when_all_running);
 	tcase_add_test(tc, worker_output_is_forwarded_line_by_line);
