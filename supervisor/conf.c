@@ -66,6 +66,7 @@ static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, 
 	struct dc_config_src src = {.envp = no_env};
 	struct dc_config *cfg = NULL;
 	const char *type;
+	char sn[DC_SHOWN_NAME], sp[DC_SHOWN_PATH];
 
 	memset(s, 0, sizeof(*s));
 	s->name = strndup(fname, strlen(fname) - 4);
@@ -78,11 +79,12 @@ static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, 
 		dc_diag_add(diag,
 			    "%s: connector name '%s' may only use letters, digits, '_', "
 			    "'-' and '.'",
-			    s->path, s->name);
+			    s->path, dc_log_shown(s->name, sn, sizeof(sn)));
 		return 0;
 	}
 	if (strlen(c->run_dir) + strlen(s->name) + 7 > sizeof(un.sun_path)) {
-		dc_diag_add(diag, "%s: name too long for an IPC socket in %s", s->path, c->run_dir);
+		dc_diag_add(diag, "%s: name too long for an IPC socket in %s", s->path,
+			    dc_log_shown(c->run_dir, sp, sizeof(sp)));
 		return 0;
 	}
 	/* As a "global" file only [connector] is read, and checked strictly. */
@@ -92,7 +94,8 @@ static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, 
 	type = dc_config_str(cfg, "connector", "type");
 	if (type == NULL || !name_ok(type)) {
 		dc_diag_add(diag, "%s: connector.type: '%s' is not a worker program name",
-			    dc_config_where(cfg, "connector", "type"), type ? type : "");
+			    dc_config_where(cfg, "connector", "type"),
+			    dc_log_shown(type ? type : "", sn, sizeof(sn)));
 		dc_config_free(cfg);
 		return 0;
 	}
@@ -117,10 +120,11 @@ static int load_connectors(struct dc_supd_conf *c, struct dc_diag *diag)
 	DIR *d = opendir(c->connectors_dir);
 	struct dirent *e;
 	size_t cap = 0;
+	char sp[DC_SHOWN_PATH];
 
 	if (d == NULL) {
 		dc_diag_add(diag, "%s: connectors_dir %s: cannot open: %s", c->global_file,
-			    c->connectors_dir, strerror(errno));
+			    dc_log_shown(c->connectors_dir, sp, sizeof(sp)), strerror(errno));
 		return -1;
 	}
 	while ((e = readdir(d)) != NULL) {
@@ -147,7 +151,7 @@ static int load_connectors(struct dc_supd_conf *c, struct dc_diag *diag)
 	return 0;
 oom:
 	closedir(d);
-	dc_diag_add(diag, "%s: out of memory", c->connectors_dir);
+	dc_diag_add(diag, "%s: out of memory", dc_log_shown(c->connectors_dir, sp, sizeof(sp)));
 	return -1;
 }
 

@@ -84,6 +84,7 @@ static int fill_status(dcctl_WorkerStatus *ws, const struct dc_worker *w)
 
 static void do_status(struct dc_supd *sup, const char *name, dcctl_Response *r)
 {
+	char shown[DC_SHOWN_NAME];
 	size_t n = 0;
 
 	r->workers = calloc(sup->nworkers > 0 ? sup->nworkers : 1, sizeof(*r->workers));
@@ -103,14 +104,15 @@ static void do_status(struct dc_supd *sup, const char *name, dcctl_Response *r)
 		}
 	}
 	if (name[0] != '\0' && n == 0)
-		set_error(r, dcctl_Code_CODE_UNKNOWN_CONNECTOR, "no connector named %s", name);
+		set_error(r, dcctl_Code_CODE_UNKNOWN_CONNECTOR, "no connector named %s",
+			  dc_log_shown(name, shown, sizeof(shown)));
 }
 
 static void handle(struct dc_supd *sup, const dcctl_Request *req, dcctl_Response *r)
 {
 	const char *name = req->name != NULL ? req->name : "";
 	struct dc_worker *w = NULL;
-	char err[512];
+	char err[512], shown[DC_SHOWN_NAME];
 
 	if (req->version != dcctl_Version_VERSION_CURRENT) {
 		set_error(r, dcctl_Code_CODE_VERSION_MISMATCH,
@@ -149,7 +151,8 @@ static void handle(struct dc_supd *sup, const dcctl_Request *req, dcctl_Response
 	}
 	w = dc_supd_find(sup, name);
 	if (w == NULL || w->removed) {
-		set_error(r, dcctl_Code_CODE_UNKNOWN_CONNECTOR, "no connector named %s", name);
+		set_error(r, dcctl_Code_CODE_UNKNOWN_CONNECTOR, "no connector named %s",
+			  dc_log_shown(name, shown, sizeof(shown)));
 		return;
 	}
 	if (req->op != dcctl_Op_OP_STOP && !w->spec.valid) {
@@ -257,7 +260,7 @@ int dc_control_open(struct dc_control **out, struct dc_supd *sup)
 {
 	struct dc_control *c = calloc(1, sizeof(*c));
 	nng_listener l;
-	char *url = NULL;
+	char *url = NULL, shown[DC_SHOWN_PATH];
 	int fd, rv;
 
 	if (c == NULL)
@@ -269,7 +272,7 @@ int dc_control_open(struct dc_control **out, struct dc_supd *sup)
 	}
 	rv = clear_stale_socket(c->path);
 	if (rv < 0) {
-		dc_log_error("control socket %s: %s", c->path,
+		dc_log_error("control socket %s: %s", dc_log_shown(c->path, shown, sizeof(shown)),
 			     rv == -EADDRINUSE ? "another danube-connectd is running"
 					       : strerror(-rv));
 		goto fail_path;
@@ -295,7 +298,8 @@ int dc_control_open(struct dc_control **out, struct dc_supd *sup)
 	return 0;
 
 fail_nng:
-	dc_log_error("control socket %s: %s", url, nng_strerror(rv));
+	dc_log_error("control socket %s: %s", dc_log_shown(url, shown, sizeof(shown)),
+		     nng_strerror(rv));
 	rv = -EIO;
 	free(url);
 fail_path:

@@ -949,6 +949,72 @@ START_TEST(check_reports_problems_and_exit_code)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- hostile input */
+
+/* danube-connectd with args and extra environment, run to its end: exit code, output in *out. */
+static int run_daemon(struct env *e, char **out, char *const env[], const char *a1, const char *a2)
+{
+	char *argv[] = {(char *)th_build_path("danube-connectd"),
+			"-c",
+			e->global,
+			(char *)a1,
+			(char *)a2,
+			NULL};
+	struct th_proc *p = th_spawn(e->dir, argv, env);
+	int st;
+
+	ck_assert_msg(th_proc_wait(p, 30000, &st), "danube-connectd %s did not end", a1);
+	*out = th_proc_output(p);
+	return th_exit_code(st);
+}
+
+START_TEST(names_from_files_are_cleaned_and_long_values_not_echoed)
+{
+	struct env e;
+	char path[600], *out, *env[2];
+	size_t big = 120 * 1024;
+	char *long_dir = malloc(big + 64);
+
+	env_init(&e, NULL);
+	add_conn(&e, "fine", "");
+	snprintf(path, sizeof(path), "%s/esc.ini", e.conn);
+	ck_assert_int_eq(th_write_file(path, "[connector]\ntype = testworker\n"
+					     "\x1b]0;PWNED\x07\x1b[31mevil = 1\n"),
+			 0);
+	ck_assert_int_eq(run_daemon(&e, &out, NULL, "--check", NULL), 1);
+	ck_assert_ptr_nonnull(
+		strstr(out, "esc.ini:3: unknown key ?]0;PWNED??[31mevil in [connector]"));
+	ck_assert_ptr_null(strchr(out, '\x1b'));
+	ck_assert_ptr_null(strchr(out, '\x07'));
+	free(out);
+	/* the daemon logs the same line, just as clean */
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "fine", "running"), 5000));
+	ck_assert(th_proc_output_contains(e.d, "unknown key ?]0;PWNED??[31mevil in [connector]"));
+	stop_daemon(&e);
+	out = th_proc_output(e.d);
+	ck_assert_ptr_null(strchr(out, '\x1b'));
+	free(out);
+
+	/* a 120 KB run_dir from the environment is named, not echoed */
+	ck_assert_ptr_nonnull(long_dir);
+	strcpy(long_dir, "DANUBE_CONNECT_SUPERVISOR_RUN_DIR=/");
+	memset(long_dir + strlen(long_dir), 'r', big);
+	long_dir[strlen("DANUBE_CONNECT_SUPERVISOR_RUN_DIR=/") + big] = '\0';
+	env[0] = long_dir;
+	env[1] = NULL;
+	ck_assert_int_eq(run_daemon(&e, &out, env, "--check", NULL), 1);
+	ck_assert_ptr_nonnull(strstr(out, "rrrr..."));
+	ck_assert_uint_lt(strlen(out), 8192);
+	free(out);
+	ck_assert_int_eq(run_daemon(&e, &out, env, "-f", NULL), 78);
+	ck_assert_ptr_nonnull(strstr(out, "rrrr..."));
+	ck_assert_uint_lt(strlen(out), 8192);
+	free(out);
+	free(long_dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("supervisor");
@@ -971,6 +1037,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, control_socket_commands_and_errors);
 	tcase_add_test(tc, cli_commands_against_the_daemon);
 	tcase_add_test(tc, check_reports_problems_and_exit_code);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hostile");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, names_from_files_are_cleaned_and_long_values_not_echoed);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -489,6 +489,36 @@ START_TEST(every_problem_is_reported_at_once)
 }
 END_TEST
 
+START_TEST(names_in_messages_are_cleaned_and_bounded)
+{
+	char long_key[121];
+	const char *f;
+	char *const env[] = {"DANUBE_CONNECT_ROUTE_\x1b[1M_QOS=9",
+			     "DANUBE_CONNECT_MQTT_PORT=\x1b[1m", NULL};
+
+	memset(long_key, 'k', sizeof(long_key) - 1);
+	long_key[sizeof(long_key) - 1] = '\0';
+	f = ini("c.ini", fmt("[connector]\n"
+			     "type = x\n"
+			     "\x1b]0;PWNED\x07\x1b[31mevil = 1\n"
+			     "[\x1b[31mweird]\n"
+			     "[route \x1b[2Jr]\n"
+			     "mqtt_topic = a\n"
+			     "%s = 1\n",
+			     long_key));
+	long_key[100] = '\0';
+	EXPECT_FAIL(
+		NULL, f, env, fmt("%s:3: unknown key ?]0;PWNED??[31mevil in [connector]", f),
+		fmt("%s:4: unknown section [?[31mweird]", f),
+		fmt("%s:7: unknown key %s... in [route ?[2Jr]", f, long_key),
+		"environment DANUBE_CONNECT_MQTT_PORT: expected an integer (got \"?[1m\")",
+		"environment DANUBE_CONNECT_ROUTE_?[1M_QOS: must be one of: 0, 1, 2 (got \"9\")",
+		fmt("%s:5: [route ?[2Jr] danube_topic is required", f),
+		fmt("%s: [route ?[1m] mqtt_topic is required", f),
+		fmt("%s: [route ?[1m] danube_topic is required", f));
+}
+END_TEST
+
 START_TEST(section_names_must_match_the_table)
 {
 	const char *f = ini("c.ini", "[connector]\n"
@@ -1021,6 +1051,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, missing_required_key_names_the_file_or_the_section);
 	tcase_add_test(tc, every_problem_is_reported_at_once);
 	tcase_add_test(tc, section_names_must_match_the_table);
+	tcase_add_test(tc, names_in_messages_are_cleaned_and_bounded);
 	tcase_add_test(tc, unreadable_file_is_reported);
 	tcase_add_test(tc, global_file_applies_only_known_sections);
 	tcase_add_test(tc, supervisor_table_has_the_documented_defaults);
