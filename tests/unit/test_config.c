@@ -380,6 +380,49 @@ START_TEST(routes_can_come_from_the_environment_alone)
 }
 END_TEST
 
+/* "DANUBE_CONNECT_ROUTE_" + n letters + suffix, malloc'd. */
+static char *long_route_var(size_t n, const char *suffix)
+{
+	char *v = malloc(strlen("DANUBE_CONNECT_ROUTE_") + n + strlen(suffix) + 1);
+
+	ck_assert_ptr_nonnull(v);
+	strcpy(v, "DANUBE_CONNECT_ROUTE_");
+	memset(v + strlen(v), 'A', n);
+	strcpy(v + strlen("DANUBE_CONNECT_ROUTE_") + n, suffix);
+	return v;
+}
+
+START_TEST(routes_from_the_environment_may_have_long_names)
+{
+	char *topic = long_route_var(5000, "_MQTT_TOPIC=a/b");
+	char *dest = long_route_var(5000, "_DANUBE_TOPIC=/default/ab");
+	char *qos = long_route_var(5000, "_QOS=7");
+	char *const env[] = {"DANUBE_CONNECT_CONNECTOR_TYPE=x", topic, dest, NULL};
+	char *const bad_env[] = {"DANUBE_CONNECT_CONNECTOR_TYPE=x", topic, dest, qos, NULL};
+	struct dc_config *cfg = load_ok(NULL, NULL, env, false);
+	const char **names;
+	char shown[200];
+
+	ck_assert_uint_eq(dc_config_sections(cfg, "route", &names), 1);
+	ck_assert_uint_eq(strlen(names[0]), strlen("route ") + 5000);
+	ck_assert(strncmp(names[0], "route aaaa", 10) == 0);
+	ck_assert_str_eq(dc_config_str(cfg, names[0], "mqtt_topic"), "a/b");
+	ck_assert_str_eq(dc_config_str(cfg, names[0], "danube_topic"), "/default/ab");
+	/* where it came from names the variable, shortened */
+	snprintf(shown, sizeof(shown), "environment %.100s...", topic);
+	ck_assert_str_eq(dc_config_where(cfg, names[0], "mqtt_topic"), shown);
+	dc_config_free(cfg);
+
+	/* and a bad value there is reported, not dropped */
+	snprintf(shown, sizeof(shown), "environment %.100s...: must be one of: 0, 1, 2 (got \"7\")",
+		 qos);
+	EXPECT_FAIL(NULL, NULL, bad_env, shown);
+	free(topic);
+	free(dest);
+	free(qos);
+}
+END_TEST
+
 START_TEST(required_keys_apply_to_every_route)
 {
 	const char *f = ini("c.ini", "[connector]\n"
@@ -1047,6 +1090,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, dollar_name_problems_are_reported);
 	tcase_add_test(tc, route_sections_are_listed_in_file_order);
 	tcase_add_test(tc, routes_can_come_from_the_environment_alone);
+	tcase_add_test(tc, routes_from_the_environment_may_have_long_names);
 	tcase_add_test(tc, required_keys_apply_to_every_route);
 	tcase_add_test(tc, missing_required_key_names_the_file_or_the_section);
 	tcase_add_test(tc, every_problem_is_reported_at_once);
