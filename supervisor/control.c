@@ -10,6 +10,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,34 @@ struct dc_control {
 	ev_io io;
 	char *path;
 };
+
+/*
+ * A request is an operation and a connector name; nng closes the connection
+ * of a bigger one as soon as its length arrives, before reading or
+ * allocating anything for it.
+ */
+#define MAX_REQUEST_BYTES 4096
+/* danube-connectctl connects, asks once and goes: more at once than this are refused. */
+#define MAX_CONNECTIONS 64
+
+/*
+ * Connections open now, counted on nng's threads. A file-scope counter and
+ * not a member of struct dc_control, so that a pipe reaped after
+ * dc_control_close() has nothing freed to touch.
+ */
+static atomic_int nconnections;
+
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)arg;
+	/* Every pipe that saw ADD_PRE, refused or not, sees REM_POST once. */
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
+		if (atomic_fetch_add(&nconnections, 1) >= MAX_CONNECTIONS)
+			nng_pipe_close(p);
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&nconnections, 1);
+	}
+}
 
 static void set_error(dcctl_Response *r, dcctl_Code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -284,8 +313,11 @@ int dc_control_open(struct dc_control **out, struct dc_supd *sup)
 	rv = nng_rep0_open(&c->sock);
 	if (rv != 0)
 		goto fail_nng;
-	if ((rv = nng_listener_create(&l, c->sock, url)) != 0 ||
+	if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_PRE, on_pipe, NULL)) != 0 ||
+	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, on_pipe, NULL)) != 0 ||
+	    (rv = nng_listener_create(&l, c->sock, url)) != 0 ||
 	    (rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600)) != 0 ||
+	    (rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, MAX_REQUEST_BYTES)) != 0 ||
 	    (rv = nng_listener_start(l, 0)) != 0 ||
 	    (rv = nng_socket_get_int(c->sock, NNG_OPT_RECVFD, &fd)) != 0) {
 		nng_close(c->sock);

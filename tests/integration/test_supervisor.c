@@ -17,8 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -968,6 +971,147 @@ static int run_daemon(struct env *e, char **out, char *const env[], const char *
 	return th_exit_code(st);
 }
 
+/* A field of /proc/PID/status in kB ("VmRSS", "VmSize"). */
+static long proc_kb(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	size_t n = strlen(field);
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (kb < 0 && fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, field, n) == 0 && line[n] == ':')
+			kb = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	ck_assert_int_ge(kb, 0);
+	return kb;
+}
+
+/*
+ * A raw connection to the control socket that has done nng's handshake as a
+ * REQ peer: what comes next is up to the test. Its fd, reads time out after 10 s.
+ */
+static int sp_connect(struct env *e)
+{
+	static const unsigned char req_hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 10};
+	unsigned char hello[8];
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_lt(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", e->run),
+			 (int)sizeof(sa.sun_path));
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(send(fd, req_hello, 8, MSG_NOSIGNAL), 8);
+	ck_assert_int_eq(recv(fd, hello, 8, MSG_WAITALL), 8);
+	ck_assert_int_eq(hello[5], 0x31); /* a REP socket answered */
+	return fd;
+}
+
+/* The peer closed the connection: EOF or reset, now (nothing else arrives unasked). */
+static bool peer_closed(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char c;
+
+	if (poll(&p, 1, 0) != 1)
+		return false;
+	return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+START_TEST(oversized_control_request_is_dropped_unread)
+{
+	enum { CONNS = 4, SENT_MB = 32 };
+	struct env e;
+	int fds[CONNS];
+	long rss, vsz;
+	char *chunk = calloc(1, 1 << 20), *out;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(chunk);
+	env_init(&e, NULL);
+	add_conn(&e, "w", "");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "w", "running"), 5000));
+	pid = th_proc_pid(e.d);
+	rss = proc_kb(pid, "VmRSS");
+	vsz = proc_kb(pid, "VmSize");
+	for (int i = 0; i < CONNS; i++) {
+		/* message type 1, then the length, 64 bits big-endian: 1 GiB */
+		static const unsigned char head[9] = {1, 0, 0, 0, 0, 0x40, 0, 0, 0};
+		size_t sent = 0;
+		ssize_t n;
+
+		fds[i] = sp_connect(&e);
+		ck_assert_int_eq(send(fds[i], head, sizeof(head), MSG_NOSIGNAL),
+				 (ssize_t)sizeof(head));
+		while (sent < (size_t)SENT_MB << 20 &&
+		       (n = send(fds[i], chunk, 1 << 20, MSG_NOSIGNAL)) > 0)
+			sent += (size_t)n;
+		/* the daemon hung up long before: a socket buffer or two went out */
+		ck_assert_msg(sent < 4u << 20 && n < 0 && (errno == EPIPE || errno == ECONNRESET),
+			      "connection %d: %zu bytes taken, last send %zd (%s)", i, sent, n,
+			      n < 0 ? strerror(errno) : "ok");
+	}
+	/* the daemon answers, and with the connections still open, holds none of it */
+	ck_assert_int_eq(ctlcmd(&e, &out, "status", NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "running"));
+	free(out);
+	ck_assert_int_lt(proc_kb(pid, "VmRSS") - rss, 16 * 1024);
+	ck_assert_int_lt(proc_kb(pid, "VmSize") - vsz, 1024 * 1024);
+	for (int i = 0; i < CONNS; i++)
+		close(fds[i]);
+	ck_assert_str_eq(state_of(&e, "w", NULL), "running");
+	free(chunk);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(control_connections_are_capped)
+{
+	enum { CAP = 64, EXTRA = 16 };
+	struct env e;
+	int fds[CAP + EXTRA], nfd, closed = 0, st;
+	char *out, sock[600];
+	char *argv[] = {(char *)th_build_path("danube-connectctl"), "-s", sock, "status", NULL};
+	struct th_proc *cli;
+
+	env_init(&e, NULL);
+	add_conn(&e, "w", "");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "w", "running"), 5000));
+	nfd = fd_count(th_proc_pid(e.d));
+	for (int i = 0; i < CAP + EXTRA; i++)
+		fds[i] = sp_connect(&e);
+	/* the ones past the cap are closed by the daemon, the others stay */
+	ck_assert(TH_WAIT(({
+				  closed = 0;
+				  for (int i = 0; i < CAP + EXTRA; i++)
+					  closed += peer_closed(fds[i]);
+				  closed >= EXTRA;
+			  }),
+			  10000));
+	ck_assert_int_eq(closed, EXTRA);
+	ck_assert_int_le(fd_count(th_proc_pid(e.d)), nfd + CAP + 8);
+	/* a CLI call meanwhile is refused too, tries again and gets through once they are gone */
+	snprintf(sock, sizeof(sock), "ipc://%s/control.sock", e.run);
+	cli = th_spawn(e.dir, argv, NULL);
+	for (int i = 0; i < CAP + EXTRA; i++)
+		close(fds[i]);
+	ck_assert(th_proc_wait(cli, 20000, &st));
+	ck_assert_int_eq(th_exit_code(st), 0);
+	ck_assert(th_proc_output_contains(cli, "running"));
+	ck_assert_int_eq(ctlcmd(&e, &out, "status", "w"), 0);
+	free(out);
+	stop_daemon(&e);
+}
+END_TEST
+
 START_TEST(names_from_files_are_cleaned_and_long_values_not_echoed)
 {
 	struct env e;
@@ -1042,6 +1186,8 @@ static Suite *suite(void)
 	tc = tcase_create("hostile");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, names_from_files_are_cleaned_and_long_values_not_echoed);
+	tcase_add_test(tc, oversized_control_request_is_dropped_unread);
+	tcase_add_test(tc, control_connections_are_capped);
 	suite_add_tcase(s, tc);
 	return s;
 }
