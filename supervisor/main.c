@@ -238,7 +238,7 @@ static int run(struct dc_supd *sup)
 		goto out;
 	}
 	if (sup->conf.metrics_listen[0] != '\0' &&
-	    dc_http_open(&sup->http, sup->conf.metrics_listen) < 0) {
+	    dc_http_open(&sup->http, sup->loop, sup->conf.metrics_listen) < 0) {
 		rv = EX_CONFIG_;
 		goto out;
 	}

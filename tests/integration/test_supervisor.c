@@ -13,16 +13,17 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control.pb.h"
@@ -1112,6 +1113,261 @@ START_TEST(control_connections_are_capped)
 }
 END_TEST
 
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* A TCP connection to the daemon's HTTP port; reads time out after 15 s. */
+static int tcp_connect(struct env *e)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->port)};
+	struct timeval tv = {.tv_sec = 15};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Everything the peer sends until it closes (or resets), malloc'd; its length in *len. */
+static char *read_all(int fd, size_t *len)
+{
+	size_t cap = 4096;
+	char *buf = malloc(cap + 1);
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(buf);
+	*len = 0;
+	while ((n = recv(fd, buf + *len, cap - *len, 0)) > 0) {
+		*len += (size_t)n;
+		if (*len == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+			ck_assert_ptr_nonnull(buf);
+		}
+	}
+	/* the peer hung up, or reset after its answer; a read timeout is a hang */
+	ck_assert_msg(n == 0 || errno == ECONNRESET, "no end of the answer: %s", strerror(errno));
+	buf[*len] = '\0';
+	return buf;
+}
+
+/*
+ * Sends len bytes as a request, stopping early when the daemon answers
+ * before it has them all; returns the status of the answer (-1 without a
+ * status line) and the whole answer in *resp.
+ */
+static int http_raw(struct env *e, const char *data, size_t len, char **resp)
+{
+	int fd = tcp_connect(e), code = -1;
+	size_t off = 0, rlen;
+
+	while (off < len) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		size_t n = len - off < 4096 ? len - off : 4096;
+		ssize_t w = send(fd, data + off, n, MSG_NOSIGNAL);
+
+		if (w < 0)
+			break;
+		off += (size_t)w;
+		if (poll(&p, 1, 0) == 1)
+			break;
+	}
+	if (off == len)
+		shutdown(fd, SHUT_WR);
+	*resp = read_all(fd, &rlen);
+	close(fd);
+	if (sscanf(*resp, "HTTP/1.1 %d ", &code) != 1)
+		code = -1;
+	return code;
+}
+
+START_TEST(http_answers_what_it_cannot_serve_with_a_status)
+{
+	static const struct {
+		const char *req;
+		int status;
+		const char *says;
+	} cases[] = {
+		{"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200, "\r\n\r\nok\n"},
+		{"GET /healthz?x=1 HTTP/1.0\n\n", 200, "\r\n\r\nok\n"},
+		{"GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200, "ok\n"},
+		{"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200, "Content-Length: "},
+		{"GET /nope HTTP/1.0\r\n\r\n", 404, "Not Found"},
+		{"POST /metrics HTTP/1.0\r\n\r\n", 405, "Allow: GET, HEAD\r\n"},
+		{"GET /healthz HTTP/1.1\r\n\r\n", 400, "Bad Request"}, /* no Host */
+		{"GET /healthz HTTP/1.0\r\nno colon here\r\n\r\n", 400, "Bad Request"},
+		{"GET /healthz HTTP/1.0\r\nX: 1\r\n folded\r\n\r\n", 400, "Bad Request"},
+		{"GET /healthz HTTP/2.0\r\n\r\n", 505, "HTTP Version Not Supported"},
+		{"GET /healthz\r\n\r\n", 400, "Bad Request"},
+		{"\x16\x03\x01\x02\x05\x01\r\n\r\n", 400, "Bad Request"},
+	};
+	static const char nul[] = "GET /\0 HTTP/1.0\r\n\r\n",
+			  head[] = "HEAD /healthz HTTP/1.0\r\n\r\n";
+	struct env e;
+	char *resp, *big;
+	size_t n;
+
+	env_init(&e, NULL);
+	start_daemon(&e);
+	ck_assert(th_wait_port(e.port, 5000));
+	/* oversized: a status line, not a silent close */
+	big = malloc(10u << 20);
+	ck_assert_ptr_nonnull(big);
+	n = (size_t)sprintf(big, "GET /");
+	memset(big + n, 'a', 3000);
+	n += 3000;
+	n += (size_t)sprintf(big + n, " HTTP/1.0\r\n\r\n");
+	ck_assert_int_eq(http_raw(&e, big, n, &resp), 414);
+	free(resp);
+	n = (size_t)sprintf(big, "GET /healthz HTTP/1.0\r\n");
+	while (n < 9000)
+		n += (size_t)sprintf(big + n, "X-Pad: %0100d\r\n", 0);
+	n += (size_t)sprintf(big + n, "\r\n");
+	ck_assert_int_eq(http_raw(&e, big, n, &resp), 431);
+	free(resp);
+	/* 10 MB without a newline: answered after the first 2 KiB, the rest never read */
+	memset(big, 'x', 10u << 20);
+	ck_assert_int_eq(http_raw(&e, big, 10u << 20, &resp), 414);
+	free(resp);
+	free(big);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int code = http_raw(&e, cases[i].req, strlen(cases[i].req), &resp);
+
+		ck_assert_msg(code == cases[i].status, "%s: got %d: %s", cases[i].req, code, resp);
+		ck_assert_msg(strstr(resp, cases[i].says) != NULL, "%s: %s", cases[i].req, resp);
+		ck_assert_ptr_nonnull(strstr(resp, "\r\nConnection: close\r\n"));
+		free(resp);
+	}
+	ck_assert_int_eq(http_raw(&e, nul, sizeof(nul) - 1, &resp), 400);
+	free(resp);
+	/* HEAD: the headers of GET, no body */
+	ck_assert_int_eq(http_raw(&e, head, strlen(head), &resp), 200);
+	ck_assert_ptr_nonnull(strstr(resp, "Content-Length: 3\r\n"));
+	ck_assert_str_eq(strstr(resp, "\r\n\r\n"), "\r\n\r\n");
+	free(resp);
+
+	ck_assert_int_eq(http_get(&e, "/healthz", &resp), 200);
+	free(resp);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(http_closes_slow_requests_and_serves_others)
+{
+	enum { SLOW = 6 };
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+	struct env e;
+	int fds[SLOW], open_n = SLOW, served = 0;
+	long opened[SLOW], closed_at[SLOW], next_send, deadline;
+	size_t sent[SLOW];
+	char *answer[SLOW] = {NULL};
+
+	env_init(&e, NULL);
+	add_conn(&e, "w", "");
+	start_daemon(&e);
+	ck_assert(th_wait_port(e.port, 5000));
+	ck_assert(TH_WAIT(is_state(&e, "w", "running"), 5000));
+	for (int i = 0; i < SLOW; i++) {
+		fds[i] = tcp_connect(&e);
+		opened[i] = now_ms();
+		closed_at[i] = -1;
+		sent[i] = 0;
+	}
+	/* Half a second off the server's whole seconds, so a byte does not cross its close. */
+	next_send = now_ms() + 500;
+	deadline = now_ms() + 60000;
+	while (open_n > 0 && now_ms() < deadline) {
+		struct pollfd p[SLOW];
+		long wait = next_send - now_ms();
+
+		if (wait <= 0) {
+			/* a byte a second on each, but the first, which stays idle */
+			for (int i = 1; i < SLOW; i++)
+				if (closed_at[i] < 0 &&
+				    send(fds[i], req + sent[i] % strlen(req), 1, MSG_NOSIGNAL) == 1)
+					sent[i]++;
+			next_send += 1000;
+			/* meanwhile, a well-behaved client is answered at once */
+			if (sent[1] >= 2 && served < 3) {
+				char *b;
+
+				ck_assert_int_eq(http_get(&e, "/metrics", &b), 200);
+				ck_assert_ptr_nonnull(
+					strstr(b, "danube_connector_up{connector=\"w\"}"));
+				free(b);
+				served++;
+			}
+			continue;
+		}
+		for (int i = 0; i < SLOW; i++)
+			p[i] = (struct pollfd){.fd = closed_at[i] < 0 ? fds[i] : -1,
+					       .events = POLLIN};
+		if (poll(p, SLOW, (int)wait) <= 0)
+			continue;
+		for (int i = 0; i < SLOW; i++) {
+			size_t len;
+
+			if (p[i].revents == 0)
+				continue;
+			/* what the server says before it hangs up */
+			answer[i] = read_all(fds[i], &len);
+			closed_at[i] = now_ms();
+			close(fds[i]);
+			open_n--;
+		}
+	}
+	ck_assert_int_eq(open_n, 0);
+	ck_assert_int_ge(served, 3);
+	for (int i = 0; i < SLOW; i++) {
+		/* not before the request timeout: a byte a second is progress of a kind */
+		ck_assert_int_ge(closed_at[i] - opened[i], 5000 - 100);
+		ck_assert(i == 0 || sent[i] >= 4);
+	}
+	/* an idle connection is told why */
+	ck_assert_msg(strncmp(answer[0], "HTTP/1.1 408 Request Timeout\r\n", 30) == 0, "%s",
+		      answer[0]);
+	for (int i = 0; i < SLOW; i++)
+		free(answer[i]);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(http_caps_its_connections)
+{
+	enum { CAP = 32, EXTRA = 16 };
+	struct env e;
+	int fds[CAP + EXTRA], base;
+	pid_t pid;
+	char *b;
+
+	env_init(&e, NULL);
+	start_daemon(&e);
+	ck_assert(th_wait_port(e.port, 5000));
+	pid = th_proc_pid(e.d);
+	/* give or take the probe's connection, which may not have closed yet */
+	base = fd_count(pid);
+	for (int i = 0; i < CAP + EXTRA; i++)
+		fds[i] = tcp_connect(&e);
+	/* the daemon holds as many as its cap, the rest wait in the listen backlog */
+	ck_assert_msg(TH_WAIT(fd_count(pid) >= base + CAP - 1, 10000), "%d fds, %d before",
+		      fd_count(pid), base);
+	ck_assert_int_le(fd_count(pid), base + CAP + 1);
+	/* a well-behaved client behind them all is served once the idle ones time out */
+	ck_assert_int_eq(http_get(&e, "/healthz", &b), 200);
+	free(b);
+	for (int i = 0; i < CAP + EXTRA; i++)
+		close(fds[i]);
+	stop_daemon(&e);
+}
+END_TEST
+
 START_TEST(names_from_files_are_cleaned_and_long_values_not_echoed)
 {
 	struct env e;
@@ -1188,6 +1444,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, names_from_files_are_cleaned_and_long_values_not_echoed);
 	tcase_add_test(tc, oversized_control_request_is_dropped_unread);
 	tcase_add_test(tc, control_connections_are_capped);
+	tcase_add_test(tc, http_answers_what_it_cannot_serve_with_a_status);
+	tcase_add_test(tc, http_closes_slow_requests_and_serves_others);
+	tcase_add_test(tc, http_caps_its_connections);
 	suite_add_tcase(s, tc);
 	return s;
 }
