@@ -118,7 +118,7 @@ static int run_check(const char *config)
 	int bad = 0;
 
 	dc_diag_init(&diag);
-	if (dc_supd_conf_load(&c, config, &diag) < 0) {
+	if (dc_supd_conf_load(&c, config, true, &diag) < 0) {
 		for (size_t i = 0; i < diag.n; i++)
 			fprintf(stderr, "%s\n", diag.lines[i]);
 		dc_diag_free(&diag);
@@ -334,7 +334,7 @@ int main(int argc, char **argv)
 
 	dc_log_open("danube-connectd", LOG_DAEMON, false, true);
 	dc_diag_init(&diag);
-	if (dc_supd_conf_load(&sup.conf, config, &diag) < 0) {
+	if (dc_supd_conf_load(&sup.conf, config, true, &diag) < 0) {
 		for (size_t i = 0; i < diag.n; i++)
 			dc_log_error("%s", diag.lines[i]);
 		dc_diag_free(&diag);

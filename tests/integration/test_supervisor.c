@@ -1368,6 +1368,92 @@ START_TEST(http_caps_its_connections)
 }
 END_TEST
 
+START_TEST(check_refuses_what_the_start_refuses)
+{
+	struct env e;
+	char file[600], missing[600], nonlocal[64], longdir[200], got[128], *out;
+	const struct {
+		const char *var, *value, *says;
+	} cases[] = {
+		{"METRICS_LISTEN", "not a host", "expected HOST:PORT"},
+		{"METRICS_LISTEN", "127.0.0.1", "expected HOST:PORT"},
+		{"METRICS_LISTEN", "::1:9090", "expected HOST:PORT"},
+		{"METRICS_LISTEN", "127.0.0.1:0", "port must be between 1 and 65535"},
+		{"METRICS_LISTEN", "127.0.0.1:65536", "port must be between 1 and 65535"},
+		/* TEST-NET-1: no machine of ours has it */
+		{"METRICS_LISTEN", nonlocal,
+		 "cannot listen there: Cannot assign requested address"},
+		{"RUN_DIR", missing, "cannot be made: its parent is not a directory"},
+		{"RUN_DIR", file, "not a directory"},
+		{"RUN_DIR", longdir, "too long for the sockets in it: at most 94 characters"},
+		{"RUN_DIR", "", "must not be empty"},
+	};
+
+	env_init(&e, NULL);
+	add_conn(&e, "fine", "");
+	snprintf(file, sizeof(file), "%s/a-file", e.dir);
+	ck_assert_int_eq(th_write_file(file, "x\n"), 0);
+	snprintf(missing, sizeof(missing), "%s/no/such/run", e.dir);
+	snprintf(nonlocal, sizeof(nonlocal), "192.0.2.1:%d", e.port);
+	memset(longdir, 'd', 99);
+	longdir[0] = '/';
+	longdir[99] = '\0';
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char var[1024], want[1024];
+		char *env[] = {var, NULL};
+		int code;
+
+		snprintf(var, sizeof(var), "DANUBE_CONNECT_SUPERVISOR_%s=%s", cases[i].var,
+			 cases[i].value);
+		snprintf(want, sizeof(want),
+			 "environment DANUBE_CONNECT_SUPERVISOR_%s: supervisor.%s: %s",
+			 cases[i].var,
+			 strcmp(cases[i].var, "RUN_DIR") == 0 ? "run_dir" : "metrics_listen",
+			 cases[i].says);
+		snprintf(got, sizeof(got), " (got \"%.60s%s\")\n", cases[i].value,
+			 strlen(cases[i].value) > 60 ? "..." : "");
+		code = run_daemon(&e, &out, env, "--check", NULL);
+		ck_assert_msg(code == 1 && strstr(out, want) != NULL && strstr(out, got) != NULL,
+			      "--check with %s: %d: %s", var, code, out);
+		ck_assert_ptr_null(strstr(out, "configuration OK"));
+		free(out);
+		/* the start refuses it with the same words, before it makes anything */
+		code = run_daemon(&e, &out, env, "-f", NULL);
+		ck_assert_msg(code == 78 && strstr(out, want) != NULL && strstr(out, got) != NULL,
+			      "start with %s: %d: %s", var, code, out);
+		free(out);
+		ck_assert_int_eq(access(e.run, F_OK), -1);
+	}
+
+	/* in the file: named by its line */
+	ck_assert_int_eq(th_write_file(e.global,
+				       "[supervisor]\nconnectors_dir = %s\nrun_dir = %s\n"
+				       "metrics_listen = not a host\n",
+				       e.conn, e.run),
+			 0);
+	ck_assert_int_eq(run_daemon(&e, &out, NULL, "--check", NULL), 1);
+	ck_assert_ptr_nonnull(strstr(out, "danube-connect.ini:4: supervisor.metrics_listen: "
+					  "expected HOST:PORT"));
+	free(out);
+	/* and what will do passes: a name, every address */
+	ck_assert_int_eq(th_write_file(e.global,
+				       "[supervisor]\nconnectors_dir = %s\nrun_dir = %s\n"
+				       "worker_dir = %s\nmetrics_listen = localhost:%d\n",
+				       e.conn, e.run, e.workers, e.port),
+			 0);
+	ck_assert_int_eq(run_daemon(&e, &out, NULL, "--check", NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "configuration OK"));
+	free(out);
+	{
+		char *env[] = {"DANUBE_CONNECT_SUPERVISOR_METRICS_LISTEN=:1", NULL};
+
+		/* port 1: the check binds the address, not the port */
+		ck_assert_int_eq(run_daemon(&e, &out, env, "--check", NULL), 0);
+		free(out);
+	}
+}
+END_TEST
+
 START_TEST(names_from_files_are_cleaned_and_long_values_not_echoed)
 {
 	struct env e;
@@ -1447,6 +1533,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, http_answers_what_it_cannot_serve_with_a_status);
 	tcase_add_test(tc, http_closes_slow_requests_and_serves_others);
 	tcase_add_test(tc, http_caps_its_connections);
+	tcase_add_test(tc, check_refuses_what_the_start_refuses);
 	suite_add_tcase(s, tc);
 	return s;
 }
