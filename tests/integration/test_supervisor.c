@@ -969,6 +969,7 @@ static int run_daemon(struct env *e, char **out, char *const env[], const char *
 
 	ck_assert_msg(th_proc_wait(p, 30000, &st), "danube-connectd %s did not end", a1);
 	*out = th_proc_output(p);
+	ck_assert_msg(th_proc_clean(p), "%s", *out);
 	return th_exit_code(st);
 }
 
