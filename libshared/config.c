@@ -6,6 +6,7 @@
 #include "config.h"
 #include "config_internal.h"
 #include "config_value.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,8 +17,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-#define SHOW_MAX 60 /* characters of a rejected value quoted in a message */
 
 /* ------------------------------------------------------------ small helpers */
 
@@ -49,19 +48,6 @@ const char *dc_cfg_env_get(char *const *envp, const char *name, size_t n)
 		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
 			return *envp + n + 1;
 	return NULL;
-}
-
-/* A value as messages may quote it: bounded, one line. */
-static const char *shown(const char *v, char *out, size_t sz)
-{
-	size_t i = 0;
-
-	for (; v[i] && i < SHOW_MAX && i + 4 < sz; i++)
-		out[i] = iscntrl((unsigned char)v[i]) ? '?' : v[i];
-	out[i] = '\0';
-	if (v[i] != '\0' && i + 4 <= sz)
-		memcpy(out + i, "...", 4);
-	return out;
 }
 
 bool dc_cfg_multi_kind(const struct dc_config *cfg, const char *kind)
@@ -113,21 +99,22 @@ void dc_cfg_set_value(struct load *ld, size_t si, size_t ki, const char *text, c
 {
 	struct sect *s = &ld->cfg->sects[si];
 	const struct dc_cfg_key *k = &ld->cfg->keys[ki];
-	char msg[384], show[SHOW_MAX + 8];
+	char msg[384], show[DC_SHOWN_VALUE], sn[DC_SHOWN_NAME];
 	const char *canon;
 	int64_t num;
 	char *t, *w;
 
 	if (!dc_cfg_check_value(k, text, &num, &canon, msg, sizeof(msg))) {
-		char lab[160] = "";
+		char lab[DC_SHOWN_NAME + 64] = "";
 
 		if (label)
-			snprintf(lab, sizeof(lab), "%.100s.%s: ", s->name, k->key);
+			snprintf(lab, sizeof(lab), "%s.%s: ", dc_log_shown(s->name, sn, sizeof(sn)),
+				 k->key);
 		if (k->flags & DC_CFG_SECRET)
 			dc_cfg_problem(ld, "%s: %svalue rejected: %s", where, lab, msg);
 		else
 			dc_cfg_problem(ld, "%s: %s%s (got \"%s\")", where, lab, msg,
-				       shown(text, show, sizeof(show)));
+				       dc_log_shown(text, show, sizeof(show)));
 		return;
 	}
 	t = strdup(canon ? canon : text);
@@ -194,7 +181,9 @@ static void check_required(struct load *ld, const struct dc_config_src *src)
 
 	for (size_t si = 0; si < cfg->nsects; si++) {
 		struct sect *s = &cfg->sects[si];
+		char sn[DC_SHOWN_NAME];
 
+		dc_log_shown(s->name, sn, sizeof(sn));
 		for (size_t i = 0; i < cfg->nkeys; i++) {
 			const struct dc_cfg_key *k = &cfg->keys[i];
 
@@ -203,13 +192,13 @@ static void check_required(struct load *ld, const struct dc_config_src *src)
 				continue;
 			if (src->file && s->hdr[LAYER_FILE])
 				dc_cfg_problem(ld, "%s:%u: [%s] %s is required", src->file,
-					       s->hdr[LAYER_FILE], s->name, k->key);
+					       s->hdr[LAYER_FILE], sn, k->key);
 			else if (!src->file && src->global_file && s->hdr[LAYER_GLOBAL])
 				dc_cfg_problem(ld, "%s:%u: [%s] %s is required", src->global_file,
-					       s->hdr[LAYER_GLOBAL], s->name, k->key);
+					       s->hdr[LAYER_GLOBAL], sn, k->key);
 			else
 				dc_cfg_problem(ld, "%s: [%s] %s is required",
-					       own ? own : "environment", s->name, k->key);
+					       own ? own : "environment", sn, k->key);
 		}
 	}
 }

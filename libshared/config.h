@@ -36,7 +36,10 @@ struct dc_cfg_key {
 	const char *short_env;      /* familiar short variable (DANUBE_SERVICE_URL) or NULL */
 };
 
-/* Collected problems: each one a full line, "FILE:LINE: message". */
+/*
+ * Collected problems: each one a full line, "FILE:LINE: message", cleaned
+ * with dc_log_clean() and cut at 4096 bytes.
+ */
 struct dc_diag {
 	char **lines;
 	size_t n, cap;

@@ -1,12 +1,15 @@
 /* Collected configuration problems: one full line each, "FILE:LINE: message". */
 #include "config.h"
 #include "config_internal.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define DIAG_LINE_MAX 4096 /* as a log line */
 
 void dc_diag_init(struct dc_diag *d)
 {
@@ -36,6 +39,10 @@ int dc_diag_vadd(struct dc_diag *d, const char *fmt, va_list ap)
 
 	if (vasprintf(&line, fmt, ap) < 0)
 		return -1;
+	/* Lines quote files and the environment: printable, and never a whole input. */
+	if (strlen(line) > DIAG_LINE_MAX)
+		memcpy(line + DIAG_LINE_MAX - 3, "...", 4);
+	dc_log_clean(line);
 	if (diag_push(d, line) < 0) {
 		free(line);
 		return -1;

@@ -3,6 +3,7 @@
  * for every key, the familiar short names for a worker run by hand.
  */
 #include "config_internal.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -41,10 +42,33 @@ static void env_single(struct load *ld, size_t si, bool short_env)
 	}
 }
 
+/* The section of kind whose variables spell NAME as infix ("ROUTE_A_1"); made when new. */
+static size_t env_sect(struct load *ld, const char *kind, const char *infix, size_t plen)
+{
+	struct dc_config *cfg = ld->cfg;
+	size_t si;
+	char *name;
+
+	for (size_t j = 0; j < cfg->nsects; j++)
+		if (strcmp(cfg->sects[j].kind, kind) == 0 && strcmp(cfg->sects[j].env, infix) == 0)
+			return j;
+	/* The variable's spelling of NAME is all there is: take it lower-cased. */
+	if (asprintf(&name, "%s %s", kind, infix + plen - strlen(ENV_PREFIX)) < 0) {
+		ld->oom = true;
+		return CUR_NONE;
+	}
+	for (char *q = name + strlen(kind) + 1; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	si = dc_cfg_add_sect(ld, kind, name);
+	free(name);
+	return si;
+}
+
 /*
  * DANUBE_CONNECT_<KIND>_<NAME>_<KEY> for every key of a kind. NAME may hold
  * '_', so the longest key that ends the variable wins; a NAME no file
  * declared makes a new section (a worker configured by environment alone).
+ * NAME may be as long as the environment allows.
  */
 static void env_kind(struct load *ld, const char *kind)
 {
@@ -57,11 +81,11 @@ static void env_kind(struct load *ld, const char *kind)
 		return;
 	}
 	plen = strlen(ENV_PREFIX) + strlen(kp) + 1;
-	for (char *const *e = ld->envp; *e; e++) {
+	for (char *const *e = ld->envp; *e && !ld->oom; e++) {
 		const char *var = *e, *eq = strchr(var, '=');
 		size_t vlen, best_len = 0, si;
 		long best = -1;
-		char infix[512], name[512], where[600];
+		char *infix, *vname, where[DC_SHOWN_NAME + 16], sv[DC_SHOWN_NAME];
 
 		if (eq == NULL || strncmp(var, ENV_PREFIX, strlen(ENV_PREFIX)) != 0 ||
 		    strncmp(var + strlen(ENV_PREFIX), kp, strlen(kp)) != 0 || var[plen - 1] != '_')
@@ -87,27 +111,20 @@ static void env_kind(struct load *ld, const char *kind)
 			}
 			free(key);
 		}
-		if (best < 0 || vlen - best_len - 1 - strlen(ENV_PREFIX) >= sizeof(infix))
+		if (best < 0)
 			continue;
-		snprintf(infix, sizeof(infix), "%.*s",
-			 (int)(vlen - best_len - 1 - strlen(ENV_PREFIX)), var + strlen(ENV_PREFIX));
-		si = CUR_NONE;
-		for (size_t j = 0; j < cfg->nsects && si == CUR_NONE; j++)
-			if (strcmp(cfg->sects[j].kind, kind) == 0 &&
-			    strcmp(cfg->sects[j].env, infix) == 0)
-				si = j;
-		if (si == CUR_NONE) {
-			/* The variable's spelling of NAME is all there is: take it lower-cased. */
-			snprintf(name, sizeof(name), "%s %s", kind,
-				 infix + plen - strlen(ENV_PREFIX));
-			for (char *q = name + strlen(kind) + 1; *q; q++)
-				*q = (char)tolower((unsigned char)*q);
-			si = dc_cfg_add_sect(ld, kind, name);
-			if (si == CUR_NONE)
-				break;
+		infix = strndup(var + strlen(ENV_PREFIX), vlen - best_len - 1 - strlen(ENV_PREFIX));
+		vname = strndup(var, vlen);
+		si = infix != NULL && vname != NULL ? env_sect(ld, kind, infix, plen) : CUR_NONE;
+		if (si != CUR_NONE) {
+			snprintf(where, sizeof(where), "environment %s",
+				 dc_log_shown(vname, sv, sizeof(sv)));
+			dc_cfg_set_value(ld, si, (size_t)best, eq + 1, where, false);
+		} else {
+			ld->oom = true;
 		}
-		snprintf(where, sizeof(where), "environment %.*s", (int)vlen, var);
-		dc_cfg_set_value(ld, si, (size_t)best, eq + 1, where, false);
+		free(infix);
+		free(vname);
 	}
 	free(kp);
 }

@@ -4,6 +4,7 @@
  * takes values from the environment.
  */
 #include "config_internal.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -137,7 +138,9 @@ static char *expand(struct load *ld, const char *v, const char *where, const cha
 {
 	struct buf b = {0};
 	const char *p = v;
+	char sn[DC_SHOWN_NAME];
 
+	sect = dc_log_shown(sect, sn, sizeof(sn));
 	while (*p) {
 		const char *dollar = strchr(p, '$'), *close, *val;
 
@@ -198,6 +201,7 @@ static void unknown_section(struct parse *p, const char *name, const char *kind)
 	const char *best = NULL;
 	size_t dist = SIZE_MAX;
 	const char *rest = name + strlen(kind);
+	char sn[DC_SHOWN_NAME], sr[DC_SHOWN_NAME];
 
 	for (size_t i = 0; i < cfg->nkeys; i++) {
 		const char *cand = cfg->keys[i].section;
@@ -209,16 +213,18 @@ static void unknown_section(struct parse *p, const char *name, const char *kind)
 	}
 	if (best != NULL)
 		dc_cfg_problem(p->ld, "%s:%u: unknown section [%s]; did you mean [%s%s]?", p->path,
-			       p->line, name, best, rest);
+			       p->line, dc_log_shown(name, sn, sizeof(sn)), best,
+			       dc_log_shown(rest, sr, sizeof(sr)));
 	else
-		dc_cfg_problem(p->ld, "%s:%u: unknown section [%s]", p->path, p->line, name);
+		dc_cfg_problem(p->ld, "%s:%u: unknown section [%s]", p->path, p->line,
+			       dc_log_shown(name, sn, sizeof(sn)));
 }
 
 /* Takes the text between [ and ]: finds or makes the section keys go to. */
 static void begin_section(struct parse *p, const char *b, const char *e)
 {
 	struct load *ld = p->ld;
-	char name[256], kind[128];
+	char name[256], kind[128], sn[DC_SHOWN_NAME];
 	const char *rest;
 	size_t kn, si;
 	bool known, multi;
@@ -248,8 +254,9 @@ static void begin_section(struct parse *p, const char *b, const char *e)
 	known = dc_cfg_kind_known(ld->cfg, kind);
 	multi = known && dc_cfg_multi_kind(ld->cfg, kind);
 	if (multi && rest == e) {
+		dc_log_shown(kind, sn, sizeof(sn));
 		dc_cfg_problem(ld, "%s:%u: section [%s] needs a name, as in [%s NAME]", p->path,
-			       p->line, kind, kind);
+			       p->line, sn, sn);
 		return;
 	}
 	if (!known || (!multi && rest < e)) {
@@ -265,7 +272,8 @@ static void begin_section(struct parse *p, const char *b, const char *e)
 		return;
 	if (ld->cfg->sects[si].hdr[p->layer] != 0)
 		dc_cfg_problem(ld, "%s:%u: duplicate section [%s] (first at line %u)", p->path,
-			       p->line, name, ld->cfg->sects[si].hdr[p->layer]);
+			       p->line, dc_log_shown(name, sn, sizeof(sn)),
+			       ld->cfg->sects[si].hdr[p->layer]);
 	else
 		ld->cfg->sects[si].hdr[p->layer] = p->line;
 	p->cur = si;
@@ -359,6 +367,7 @@ static void unknown_key(struct parse *p, const struct sect *s, const char *key)
 	const struct dc_config *cfg = p->ld->cfg;
 	const struct dc_cfg_key *own = NULL, *other = NULL, *exact = NULL;
 	size_t dist = SIZE_MAX, odist = SIZE_MAX;
+	char sk[DC_SHOWN_NAME], sn[DC_SHOWN_NAME];
 
 	for (size_t i = 0; i < cfg->nkeys; i++) {
 		const struct dc_cfg_key *k = &cfg->keys[i];
@@ -373,20 +382,21 @@ static void unknown_key(struct parse *p, const struct sect *s, const char *key)
 			other = k;
 		}
 	}
+	dc_log_shown(key, sk, sizeof(sk));
+	dc_log_shown(s->name, sn, sizeof(sn));
 	if (exact != NULL)
 		dc_cfg_problem(p->ld, "%s:%u: unknown key %s in [%s]; it belongs in [%s%s]",
-			       p->path, p->line, key, s->name, exact->section,
+			       p->path, p->line, sk, sn, exact->section,
 			       dc_cfg_multi_kind(cfg, exact->section) ? " NAME" : "");
 	else if (own != NULL)
 		dc_cfg_problem(p->ld, "%s:%u: unknown key %s in [%s]; did you mean %s?", p->path,
-			       p->line, key, s->name, own->key);
+			       p->line, sk, sn, own->key);
 	else if (other != NULL)
 		dc_cfg_problem(p->ld, "%s:%u: unknown key %s in [%s]; did you mean %s in [%s%s]?",
-			       p->path, p->line, key, s->name, other->key, other->section,
+			       p->path, p->line, sk, sn, other->key, other->section,
 			       dc_cfg_multi_kind(cfg, other->section) ? " NAME" : "");
 	else
-		dc_cfg_problem(p->ld, "%s:%u: unknown key %s in [%s]", p->path, p->line, key,
-			       s->name);
+		dc_cfg_problem(p->ld, "%s:%u: unknown key %s in [%s]", p->path, p->line, sk, sn);
 }
 
 static int on_pair(void *user, const char *section, const char *key, const char *value)
@@ -394,13 +404,14 @@ static int on_pair(void *user, const char *section, const char *key, const char 
 	struct parse *p = user;
 	struct load *ld = p->ld;
 	struct sect *s;
-	char where[4200];
+	char where[4200], sn[DC_SHOWN_NAME];
 	char *v;
 	long ki;
 
 	(void)section;
 	if (p->cur == CUR_NONE) {
-		dc_cfg_problem(ld, "%s:%u: key %s before any [section]", p->path, p->line, key);
+		dc_cfg_problem(ld, "%s:%u: key %s before any [section]", p->path, p->line,
+			       dc_log_shown(key, sn, sizeof(sn)));
 		return 1;
 	}
 	if (p->cur == CUR_SKIP)
@@ -413,7 +424,8 @@ static int on_pair(void *user, const char *section, const char *key, const char 
 	}
 	if (s->vals[ki].seen[p->layer] != 0) {
 		dc_cfg_problem(ld, "%s:%u: duplicate key %s.%s (first at line %u)", p->path,
-			       p->line, s->name, key, s->vals[ki].seen[p->layer]);
+			       p->line, dc_log_shown(s->name, sn, sizeof(sn)), key,
+			       s->vals[ki].seen[p->layer]);
 		return 1;
 	}
 	s->vals[ki].seen[p->layer] = p->line;

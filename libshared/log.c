@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "strbuf.h"
+
 #define LINE_MAX_LEN 4096
 
 static struct {
@@ -101,6 +103,71 @@ int dc_log_facility_parse(const char *s, int *out)
 	return -1;
 }
 
+/* Bytes of the character at p to copy as they are, or 0 when it must become '?'. */
+static size_t printable_len(const unsigned char *p, size_t n)
+{
+	size_t l;
+
+	if (p[0] < 0x20 || p[0] == 0x7f)
+		return 0;
+	if (p[0] < 0x80)
+		return 1;
+	l = dc_utf8_len(p, n);
+	/* U+0080..U+009F: C1 controls, which some terminals act on (CSI is U+009B). */
+	if (l == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+		return 0;
+	return l;
+}
+
+char *dc_log_clean(char *s)
+{
+	unsigned char *r = (unsigned char *)s, *w = r;
+	size_t n = strlen(s);
+
+	while (*r != '\0') {
+		size_t l = printable_len(r, n - (size_t)(r - (unsigned char *)s));
+
+		if (l == 0) {
+			/* A C1 control is two bytes; anything else unprintable is one. */
+			r += r[0] == 0xc2 && r[1] >= 0x80 && r[1] < 0xa0 ? 2 : 1;
+			*w++ = '?';
+			continue;
+		}
+		memmove(w, r, l);
+		w += l;
+		r += l;
+	}
+	*w = '\0';
+	return s;
+}
+
+const char *dc_log_shown(const char *s, char *out, size_t sz)
+{
+	const unsigned char *r = (const unsigned char *)s;
+	size_t n = strlen(s), o = 0;
+
+	while (*r != '\0') {
+		size_t l = printable_len(r, n - (size_t)(r - (const unsigned char *)s));
+
+		/* Room for this character and, after it, "..." and the NUL. */
+		if (o + (l ? l : 1) + 4 > sz)
+			break;
+		if (l == 0) {
+			r += r[0] == 0xc2 && r[1] >= 0x80 && r[1] < 0xa0 ? 2 : 1;
+			out[o++] = '?';
+			continue;
+		}
+		memcpy(out + o, r, l);
+		o += l;
+		r += l;
+	}
+	if (*r != '\0')
+		memcpy(out + o, "...", 4);
+	else
+		out[o] = '\0';
+	return out;
+}
+
 void dc_log_set_sink(dc_log_sink_fn fn, void *arg)
 {
 	g.sink = fn;
@@ -117,11 +184,15 @@ void dc_vlog(enum dc_log_level level, const char *fmt, va_list ap)
 	n = vsnprintf(line, sizeof(line), fmt, ap);
 	if (n < 0)
 		return;
-	/* One call is one line: fold embedded newlines so nothing forges a log line. */
+	/*
+	 * One call is one line: fold embedded newlines so nothing forges a log
+	 * line, and clean the rest so nothing in it drives a terminal.
+	 */
 	for (char *p = line; *p; p++) {
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	}
+	dc_log_clean(line);
 	if (g.sink)
 		g.sink(g.sink_arg, level, line);
 	if (g.to_syslog)

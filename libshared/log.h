@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 enum dc_log_level {
 	DC_LOG_ERROR = 0,
@@ -34,6 +35,27 @@ int dc_log_facility_parse(const char *s, int *out);
  * A sink sees every line that passes the level filter (tests capture with
  * it). NULL removes it.
  */
+/*
+ * Text from outside (a file, the environment, a request) made safe to print
+ * on one line: control characters (C0, DEL, and C1 written as UTF-8) and
+ * bytes that are not UTF-8 become '?', so nothing reaches a terminal that it
+ * would act on. In place; returns s. Every log line and every configuration
+ * problem goes through it.
+ */
+char *dc_log_clean(char *s);
+
+/*
+ * s as a message quotes it: cleaned as above and cut to fit in sz bytes
+ * (then ending in "..."), so that no input is echoed back whole. Writes out
+ * (sz >= 8) and returns it.
+ */
+const char *dc_log_shown(const char *s, char *out, size_t sz);
+
+/* Buffer sizes for dc_log_shown: a value shows 60 characters, a name 100, a path 256. */
+#define DC_SHOWN_VALUE 64
+#define DC_SHOWN_NAME  104
+#define DC_SHOWN_PATH  260
+
 typedef void (*dc_log_sink_fn)(void *arg, enum dc_log_level level, const char *line);
 void dc_log_set_sink(dc_log_sink_fn fn, void *arg);
 

@@ -113,6 +113,11 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
+size_t dc_utf8_len(const void *s, size_t n)
+{
+	return n > 0 ? utf8_len(s, n) : 0;
+}
+
 bool dc_utf8_valid(const void *s, size_t n, size_t *bad)
 {
 	const unsigned char *u = s;

@@ -39,4 +39,7 @@ void dc_buf_json_str(struct dc_buf *b, const char *s, size_t n);
  */
 bool dc_utf8_valid(const void *s, size_t n, size_t *bad);
 
+/* Length of the valid UTF-8 sequence of 2 to 4 bytes at s (at most n), 0 when there is none. */
+size_t dc_utf8_len(const void *s, size_t n);
+
 #endif

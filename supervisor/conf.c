@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include "config_keys.h"
+#include "http.h"
 #include "log.h"
 
 static uint64_t file_digest(const char *path)
@@ -66,6 +67,7 @@ static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, 
 	struct dc_config_src src = {.envp = no_env};
 	struct dc_config *cfg = NULL;
 	const char *type;
+	char sn[DC_SHOWN_NAME], sp[DC_SHOWN_PATH];
 
 	memset(s, 0, sizeof(*s));
 	s->name = strndup(fname, strlen(fname) - 4);
@@ -78,11 +80,12 @@ static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, 
 		dc_diag_add(diag,
 			    "%s: connector name '%s' may only use letters, digits, '_', "
 			    "'-' and '.'",
-			    s->path, s->name);
+			    s->path, dc_log_shown(s->name, sn, sizeof(sn)));
 		return 0;
 	}
 	if (strlen(c->run_dir) + strlen(s->name) + 7 > sizeof(un.sun_path)) {
-		dc_diag_add(diag, "%s: name too long for an IPC socket in %s", s->path, c->run_dir);
+		dc_diag_add(diag, "%s: name too long for an IPC socket in %s", s->path,
+			    dc_log_shown(c->run_dir, sp, sizeof(sp)));
 		return 0;
 	}
 	/* As a "global" file only [connector] is read, and checked strictly. */
@@ -92,7 +95,8 @@ static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, 
 	type = dc_config_str(cfg, "connector", "type");
 	if (type == NULL || !name_ok(type)) {
 		dc_diag_add(diag, "%s: connector.type: '%s' is not a worker program name",
-			    dc_config_where(cfg, "connector", "type"), type ? type : "");
+			    dc_config_where(cfg, "connector", "type"),
+			    dc_log_shown(type ? type : "", sn, sizeof(sn)));
 		dc_config_free(cfg);
 		return 0;
 	}
@@ -117,10 +121,11 @@ static int load_connectors(struct dc_supd_conf *c, struct dc_diag *diag)
 	DIR *d = opendir(c->connectors_dir);
 	struct dirent *e;
 	size_t cap = 0;
+	char sp[DC_SHOWN_PATH];
 
 	if (d == NULL) {
 		dc_diag_add(diag, "%s: connectors_dir %s: cannot open: %s", c->global_file,
-			    c->connectors_dir, strerror(errno));
+			    dc_log_shown(c->connectors_dir, sp, sizeof(sp)), strerror(errno));
 		return -1;
 	}
 	while ((e = readdir(d)) != NULL) {
@@ -147,11 +152,86 @@ static int load_connectors(struct dc_supd_conf *c, struct dc_diag *diag)
 	return 0;
 oom:
 	closedir(d);
-	dc_diag_add(diag, "%s: out of memory", c->connectors_dir);
+	dc_diag_add(diag, "%s: out of memory", dc_log_shown(c->connectors_dir, sp, sizeof(sp)));
 	return -1;
 }
 
-int dc_supd_conf_load(struct dc_supd_conf *out, const char *global_file, struct dc_diag *diag)
+/* What mkdir(2) of run_dir at the start would meet, short of permissions (who runs --check?). */
+static int probe_run_dir(const char *dir, char *err, size_t errsz)
+{
+	struct stat st;
+	char *parent;
+	size_t n = strlen(dir);
+	int rv = 0;
+
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(err, errsz, "not a directory");
+			return -1;
+		}
+		return 0;
+	}
+	if (errno != ENOENT) {
+		snprintf(err, errsz, "%s", strerror(errno));
+		return -1;
+	}
+	/* The start makes run_dir itself, not its parents. */
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	while (n > 0 && dir[n - 1] != '/')
+		n--;
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	parent = n == 0 ? strdup(".") : strndup(dir, n);
+	if (parent == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	if (stat(parent, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errsz, "cannot be made: its parent is not a directory");
+		rv = -1;
+	}
+	free(parent);
+	return rv;
+}
+
+/* run_dir and metrics_listen: the values only the start uses. True when they will do. */
+static bool check_startup_settings(const struct dc_supd_conf *c, const struct dc_config *cfg,
+				   bool probe, struct dc_diag *diag)
+{
+	static const char control[] = "/control.sock";
+	struct sockaddr_un un;
+	char err[320], host[256], port[8], shown[DC_SHOWN_VALUE], too_long[80];
+	bool ok = true;
+
+	snprintf(too_long, sizeof(too_long),
+		 "too long for the sockets in it: at most %zu characters",
+		 sizeof(un.sun_path) - sizeof(control));
+	dc_log_shown(c->run_dir, shown, sizeof(shown));
+	if (c->run_dir[0] == '\0' || strlen(c->run_dir) + sizeof(control) > sizeof(un.sun_path)) {
+		dc_diag_add(diag, "%s: supervisor.run_dir: %s (got \"%s\")",
+			    dc_config_where(cfg, "supervisor", "run_dir"),
+			    c->run_dir[0] == '\0' ? "must not be empty" : too_long, shown);
+		ok = false;
+	} else if (probe && probe_run_dir(c->run_dir, err, sizeof(err)) < 0) {
+		dc_diag_add(diag, "%s: supervisor.run_dir: %s (got \"%s\")",
+			    dc_config_where(cfg, "supervisor", "run_dir"), err, shown);
+		ok = false;
+	}
+	if (c->metrics_listen[0] != '\0' &&
+	    (dc_http_listen_parse(c->metrics_listen, host, sizeof(host), port, sizeof(port), err,
+				  sizeof(err)) < 0 ||
+	     (probe && dc_http_listen_check(c->metrics_listen, err, sizeof(err)) < 0))) {
+		dc_diag_add(diag, "%s: supervisor.metrics_listen: %s (got \"%s\")",
+			    dc_config_where(cfg, "supervisor", "metrics_listen"), err,
+			    dc_log_shown(c->metrics_listen, shown, sizeof(shown)));
+		ok = false;
+	}
+	return ok;
+}
+
+int dc_supd_conf_load(struct dc_supd_conf *out, const char *global_file, bool probe,
+		      struct dc_diag *diag)
 {
 	struct dc_config_src src = {.file = global_file};
 	struct dc_config *cfg = NULL;
@@ -200,19 +280,21 @@ int dc_supd_conf_load(struct dc_supd_conf *out, const char *global_file, struct 
 		dc_diag_add(diag,
 			    "%s: supervisor.health_timeout_ms must be above health_interval_ms",
 			    dc_config_where(cfg, "supervisor", "health_timeout_ms"));
-	if (c.backoff_max_ms < c.backoff_initial_ms ||
+	if (c.global_file == NULL || c.connectors_dir == NULL || c.run_dir == NULL ||
+	    c.worker_dir == NULL || c.metrics_listen == NULL) {
+		dc_diag_add(diag, "%s: out of memory", global_file);
+		dc_config_free(cfg);
+		dc_supd_conf_free(&c);
+		return -1;
+	}
+	if (!check_startup_settings(&c, cfg, probe, diag) ||
+	    c.backoff_max_ms < c.backoff_initial_ms ||
 	    c.health_timeout_ms <= c.health_interval_ms) {
 		dc_config_free(cfg);
 		dc_supd_conf_free(&c);
 		return -1;
 	}
 	dc_config_free(cfg);
-	if (c.global_file == NULL || c.connectors_dir == NULL || c.run_dir == NULL ||
-	    c.worker_dir == NULL || c.metrics_listen == NULL) {
-		dc_diag_add(diag, "%s: out of memory", global_file);
-		dc_supd_conf_free(&c);
-		return -1;
-	}
 	if (load_connectors(&c, diag) < 0) {
 		dc_supd_conf_free(&c);
 		return -1;

@@ -47,8 +47,13 @@ struct dc_supd_conf {
  * goes to diag ("FILE:LINE: message"). Returns -1 when the global file (or
  * the directory) is unusable; a connector file with problems is kept in the
  * list with valid = false, so one bad file does not take the others down.
+ * run_dir and metrics_listen are checked as the start uses them; with probe
+ * (the start and --check, not a reload: it may wait for name resolution)
+ * also against this machine: run_dir is or can be made a directory,
+ * metrics_listen resolves to an address of this machine.
  */
-int dc_supd_conf_load(struct dc_supd_conf *out, const char *global_file, struct dc_diag *diag);
+int dc_supd_conf_load(struct dc_supd_conf *out, const char *global_file, bool probe,
+		      struct dc_diag *diag);
 void dc_supd_conf_free(struct dc_supd_conf *c);
 
 const struct dc_conn_spec *dc_supd_conf_find(const struct dc_supd_conf *c, const char *name);

@@ -10,6 +10,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,34 @@ struct dc_control {
 	ev_io io;
 	char *path;
 };
+
+/*
+ * A request is an operation and a connector name; nng closes the connection
+ * of a bigger one as soon as its length arrives, before reading or
+ * allocating anything for it.
+ */
+#define MAX_REQUEST_BYTES 4096
+/* danube-connectctl connects, asks once and goes: more at once than this are refused. */
+#define MAX_CONNECTIONS 64
+
+/*
+ * Connections open now, counted on nng's threads. A file-scope counter and
+ * not a member of struct dc_control, so that a pipe reaped after
+ * dc_control_close() has nothing freed to touch.
+ */
+static atomic_int nconnections;
+
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)arg;
+	/* Every pipe that saw ADD_PRE, refused or not, sees REM_POST once. */
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
+		if (atomic_fetch_add(&nconnections, 1) >= MAX_CONNECTIONS)
+			nng_pipe_close(p);
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&nconnections, 1);
+	}
+}
 
 static void set_error(dcctl_Response *r, dcctl_Code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -85,6 +114,7 @@ static int fill_status(dcctl_WorkerStatus *ws, const struct dc_worker *w)
 
 static void do_status(struct dc_supd *sup, const char *name, dcctl_Response *r)
 {
+	char shown[DC_SHOWN_NAME];
 	size_t n = 0;
 
 	r->workers = calloc(sup->nworkers > 0 ? sup->nworkers : 1, sizeof(*r->workers));
@@ -104,14 +134,15 @@ static void do_status(struct dc_supd *sup, const char *name, dcctl_Response *r)
 		}
 	}
 	if (name[0] != '\0' && n == 0)
-		set_error(r, dcctl_Code_CODE_UNKNOWN_CONNECTOR, "no connector named %s", name);
+		set_error(r, dcctl_Code_CODE_UNKNOWN_CONNECTOR, "no connector named %s",
+			  dc_log_shown(name, shown, sizeof(shown)));
 }
 
 static void handle(struct dc_supd *sup, const dcctl_Request *req, dcctl_Response *r)
 {
 	const char *name = req->name != NULL ? req->name : "";
 	struct dc_worker *w = NULL;
-	char err[512];
+	char err[512], shown[DC_SHOWN_NAME];
 
 	if (req->version != dcctl_Version_VERSION_CURRENT) {
 		set_error(r, dcctl_Code_CODE_VERSION_MISMATCH,
@@ -150,7 +181,8 @@ static void handle(struct dc_supd *sup, const dcctl_Request *req, dcctl_Response
 	}
 	w = dc_supd_find(sup, name);
 	if (w == NULL || w->removed) {
-		set_error(r, dcctl_Code_CODE_UNKNOWN_CONNECTOR, "no connector named %s", name);
+		set_error(r, dcctl_Code_CODE_UNKNOWN_CONNECTOR, "no connector named %s",
+			  dc_log_shown(name, shown, sizeof(shown)));
 		return;
 	}
 	if (req->op != dcctl_Op_OP_STOP && !w->spec.valid) {
@@ -258,7 +290,7 @@ int dc_control_open(struct dc_control **out, struct dc_supd *sup)
 {
 	struct dc_control *c = calloc(1, sizeof(*c));
 	nng_listener l;
-	char *url = NULL;
+	char *url = NULL, shown[DC_SHOWN_PATH];
 	int fd, rv;
 
 	if (c == NULL)
@@ -270,7 +302,7 @@ int dc_control_open(struct dc_control **out, struct dc_supd *sup)
 	}
 	rv = clear_stale_socket(c->path);
 	if (rv < 0) {
-		dc_log_error("control socket %s: %s", c->path,
+		dc_log_error("control socket %s: %s", dc_log_shown(c->path, shown, sizeof(shown)),
 			     rv == -EADDRINUSE ? "another danube-connectd is running"
 					       : strerror(-rv));
 		goto fail_path;
@@ -282,8 +314,11 @@ int dc_control_open(struct dc_control **out, struct dc_supd *sup)
 	rv = nng_rep0_open(&c->sock);
 	if (rv != 0)
 		goto fail_nng;
-	if ((rv = nng_listener_create(&l, c->sock, url)) != 0 ||
+	if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_PRE, on_pipe, NULL)) != 0 ||
+	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, on_pipe, NULL)) != 0 ||
+	    (rv = nng_listener_create(&l, c->sock, url)) != 0 ||
 	    (rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600)) != 0 ||
+	    (rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, MAX_REQUEST_BYTES)) != 0 ||
 	    (rv = nng_listener_start(l, 0)) != 0 ||
 	    (rv = nng_socket_get_int(c->sock, NNG_OPT_RECVFD, &fd)) != 0) {
 		nng_close(c->sock);
@@ -296,7 +331,8 @@ int dc_control_open(struct dc_control **out, struct dc_supd *sup)
 	return 0;
 
 fail_nng:
-	dc_log_error("control socket %s: %s", url, nng_strerror(rv));
+	dc_log_error("control socket %s: %s", dc_log_shown(url, shown, sizeof(shown)),
+		     nng_strerror(rv));
 	rv = -EIO;
 	free(url);
 fail_path:

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,21 @@ static void usage(FILE *f)
 		DC_SYSCONFDIR "/danube-connect/danube-connect.ini");
 }
 
+/* One problem on stderr, cleaned and bounded like every configuration problem. */
+__attribute__((format(printf, 1, 2))) static void problem(const char *fmt, ...)
+{
+	struct dc_diag d;
+	va_list ap;
+
+	dc_diag_init(&d);
+	va_start(ap, fmt);
+	if (dc_diag_vadd(&d, fmt, ap) < 0)
+		fprintf(stderr, "danube-connectd: out of memory\n");
+	va_end(ap);
+	dc_diag_write(&d, STDERR_FILENO);
+	dc_diag_free(&d);
+}
+
 /* Run `WORKER --check -c FILE` with our stdout/stderr: its FILE:LINE lines are ours. */
 static int check_worker(const struct dc_supd_conf *c, const struct dc_conn_spec *s)
 {
@@ -46,15 +62,17 @@ static int check_worker(const struct dc_supd_conf *c, const struct dc_conn_spec 
 	static const char *const drop[] = {"DANUBE_CONNECT_NAME", "DANUBE_CONNECT_GLOBAL_CONFIG",
 					   "DANUBE_CONNECT_SUPERVISED", "DANUBE_CONNECT_IPC", NULL};
 	struct dc_spawned sp;
+	char shown[DC_SHOWN_PATH];
 	int status = 0, rv = -1;
 
 	if (asprintf(&path, "%s/%s", c->worker_dir, s->type) < 0) {
 		path = NULL;
 		goto out;
 	}
+	dc_log_shown(path, shown, sizeof(shown));
 	if (access(path, X_OK) < 0) {
-		fprintf(stderr, "%s: connector.type: no worker program %s: %s\n",
-			s->type_where != NULL ? s->type_where : s->path, path, strerror(errno));
+		problem("%s: connector.type: no worker program %s: %s",
+			s->type_where != NULL ? s->type_where : s->path, shown, strerror(errno));
 		goto out;
 	}
 	env_name = dc_env_pair("DANUBE_CONNECT_NAME", s->name);
@@ -70,8 +88,7 @@ static int check_worker(const struct dc_supd_conf *c, const struct dc_conn_spec 
 		env = dc_env_build(drop, add);
 		err = env == NULL ? -ENOMEM : dc_spawn(path, argv, env, false, &sp);
 		if (err < 0) {
-			fprintf(stderr, "%s: cannot run %s --check: %s\n", s->path, path,
-				strerror(-err));
+			problem("%s: cannot run %s --check: %s", s->path, shown, strerror(-err));
 			goto out;
 		}
 	}
@@ -82,11 +99,10 @@ static int check_worker(const struct dc_supd_conf *c, const struct dc_conn_spec 
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		rv = 0;
 	else if (WIFEXITED(status))
-		fprintf(stderr, "%s: %s --check failed (exit status %d)\n", s->path, path,
+		problem("%s: %s --check failed (exit status %d)", s->path, shown,
 			WEXITSTATUS(status));
 	else
-		fprintf(stderr, "%s: %s --check killed by signal %d\n", s->path, path,
-			WTERMSIG(status));
+		problem("%s: %s --check killed by signal %d", s->path, shown, WTERMSIG(status));
 out:
 	dc_env_free(env);
 	free(env_name);
@@ -102,7 +118,7 @@ static int run_check(const char *config)
 	int bad = 0;
 
 	dc_diag_init(&diag);
-	if (dc_supd_conf_load(&c, config, &diag) < 0) {
+	if (dc_supd_conf_load(&c, config, true, &diag) < 0) {
 		for (size_t i = 0; i < diag.n; i++)
 			fprintf(stderr, "%s\n", diag.lines[i]);
 		dc_diag_free(&diag);
@@ -130,8 +146,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 
 	if (s->signum == SIGHUP) {
 		dc_log_info("SIGHUP: reloading the configuration");
-		if (dc_supd_reload(sup, err, sizeof(err)) < 0)
-			dc_log_error("reload: %s", err);
+		/* A rejected reload has logged its reasons already. */
+		(void)dc_supd_reload(sup, err, sizeof(err));
 		return;
 	}
 	dc_log_info("%s: stopping", strsignal(s->signum));
@@ -168,18 +184,20 @@ static void on_sweep(struct ev_loop *loop, ev_idle *idle, int revents)
 static int make_run_dir(const char *dir)
 {
 	struct stat st;
+	char shown[DC_SHOWN_PATH];
 
+	dc_log_shown(dir, shown, sizeof(shown));
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		dc_log_error("run_dir %s: %s", dir, strerror(errno));
+		dc_log_error("run_dir %s: %s", shown, strerror(errno));
 		return -1;
 	}
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		dc_log_error("run_dir %s: not a directory", dir);
+		dc_log_error("run_dir %s: not a directory", shown);
 		return -1;
 	}
 	/* The sockets in it answer anyone who can reach them. */
 	if ((st.st_mode & 07777) != 0700 && chmod(dir, 0700) < 0) {
-		dc_log_error("run_dir %s: chmod 0700: %s", dir, strerror(errno));
+		dc_log_error("run_dir %s: chmod 0700: %s", shown, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -188,6 +206,7 @@ static int make_run_dir(const char *dir)
 static int run(struct dc_supd *sup)
 {
 	sigset_t set;
+	char shown[DC_SHOWN_PATH];
 	int rv = 0;
 
 	/*
@@ -219,7 +238,7 @@ static int run(struct dc_supd *sup)
 		goto out;
 	}
 	if (sup->conf.metrics_listen[0] != '\0' &&
-	    dc_http_open(&sup->http, sup->conf.metrics_listen) < 0) {
+	    dc_http_open(&sup->http, sup->loop, sup->conf.metrics_listen) < 0) {
 		rv = EX_CONFIG_;
 		goto out;
 	}
@@ -237,7 +256,8 @@ static int run(struct dc_supd *sup)
 	ev_idle_init(&sup->sweep, on_sweep);
 
 	dc_log_info("danube-connectd %s started (pid %d), %zu connectors in %s", DC_VERSION,
-		    (int)getpid(), sup->conf.nconns, sup->conf.connectors_dir);
+		    (int)getpid(), sup->conf.nconns,
+		    dc_log_shown(sup->conf.connectors_dir, shown, sizeof(shown)));
 	if (dc_supd_start_all(sup) < 0) {
 		rv = EX_SOFTWARE_;
 		dc_supd_shutdown(sup);
@@ -302,7 +322,10 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "danube-connectd: unexpected argument '%s'\n", argv[optind]);
+		char shown[DC_SHOWN_NAME];
+
+		fprintf(stderr, "danube-connectd: unexpected argument '%s'\n",
+			dc_log_shown(argv[optind], shown, sizeof(shown)));
 		usage(stderr);
 		return EX_USAGE_;
 	}
@@ -311,7 +334,7 @@ int main(int argc, char **argv)
 
 	dc_log_open("danube-connectd", LOG_DAEMON, false, true);
 	dc_diag_init(&diag);
-	if (dc_supd_conf_load(&sup.conf, config, &diag) < 0) {
+	if (dc_supd_conf_load(&sup.conf, config, true, &diag) < 0) {
 		for (size_t i = 0; i < diag.n; i++)
 			dc_log_error("%s", diag.lines[i]);
 		dc_diag_free(&diag);

@@ -169,11 +169,12 @@ int dc_supd_reload(struct dc_supd *sup, char *err, size_t errlen)
 
 	if (sup->shutting_down) {
 		snprintf(err, errlen, "danube-connectd is shutting down");
+		dc_log_error("reload rejected: %s", err);
 		return -1;
 	}
 	dc_log_info("reloading %s", sup->conf.global_file);
 	dc_diag_init(&diag);
-	if (dc_supd_conf_load(&nc, sup->conf.global_file, &diag) < 0) {
+	if (dc_supd_conf_load(&nc, sup->conf.global_file, false, &diag) < 0) {
 		log_diag(&diag);
 		snprintf(err, errlen, "configuration rejected, nothing changed: %s%s",
 			 diag.n > 0 ? diag.lines[0] : "cannot load",

@@ -90,7 +90,7 @@ int dc_supd_start_all(struct dc_supd *sup);
 void dc_supd_request_sweep(struct dc_supd *sup);
 void dc_supd_sweep(struct dc_supd *sup);
 struct dc_worker *dc_supd_find(struct dc_supd *sup, const char *name);
-/* SIGHUP and OP_RELOAD: 0 applied, -1 rejected (reason in err). */
+/* SIGHUP and OP_RELOAD: 0 applied, -1 rejected (reason in err, every problem logged). */
 int dc_supd_reload(struct dc_supd *sup, char *err, size_t errlen);
 void dc_supd_shutdown(struct dc_supd *sup);
 /* Rebuild what the HTTP server serves. */

@@ -180,7 +180,7 @@ static int spawn_worker(struct dc_worker *w)
 	static const char *const drop[] = {"DANUBE_CONNECT_NAME", "DANUBE_CONNECT_IPC",
 					   "DANUBE_CONNECT_GLOBAL_CONFIG",
 					   "DANUBE_CONNECT_SUPERVISED", NULL};
-	char *path = NULL, *url = NULL, *add[5] = {NULL};
+	char *path = NULL, *url = NULL, *add[5] = {NULL}, shown[DC_SHOWN_PATH];
 	char **env = NULL;
 	struct dc_spawned sp;
 	int rv = -ENOMEM;
@@ -230,11 +230,14 @@ static int spawn_worker(struct dc_worker *w)
 	} else {
 		(void)dc_health_chan_ask(w->hc);
 	}
-	dc_log_info("%s: started %s (pid %d)", w->spec.name, path, (int)sp.pid);
+	dc_log_info("%s: started %s (pid %d)", w->spec.name,
+		    dc_log_shown(path, shown, sizeof(shown)), (int)sp.pid);
 	rv = 0;
 out:
 	if (rv < 0)
-		set_last_error(w, "cannot start %s: %s", path ? path : w->spec.type, strerror(-rv));
+		set_last_error(w, "cannot start %s: %s",
+			       dc_log_shown(path ? path : w->spec.type, shown, sizeof(shown)),
+			       strerror(-rv));
 	dc_env_free(env);
 	for (int i = 0; i < 4; i++)
 		free(add[i]);

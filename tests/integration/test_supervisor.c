@@ -13,13 +13,17 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control.pb.h"
@@ -556,6 +560,35 @@ START_TEST(sighup_applies_only_the_difference)
 }
 END_TEST
 
+START_TEST(reload_errors_are_logged_once)
+{
+	const char *line =
+		"danube-connect.ini:2: supervisor.restart_intensity: expected an integer";
+	struct env e;
+	dcctl_Response r;
+
+	env_init(&e, NULL);
+	add_conn(&e, "a", "");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "a", "running"), 5000));
+	ck_assert_int_eq(th_write_file(e.global, "[supervisor]\nrestart_intensity = lots\n"), 0);
+	ck_assert_int_eq(th_proc_kill(e.d, SIGHUP), 0);
+	ck_assert(TH_WAIT(th_proc_output_contains(e.d, "reload rejected"), 5000));
+	/* the control socket answers after the loop has handled the signal */
+	ck_assert_str_eq(state_of(&e, "a", NULL), "running");
+	ck_assert_int_eq(th_proc_output_count(e.d, line), 1);
+
+	/* the same over the control socket: the client gets the reason, the log each line once */
+	ck_assert_int_eq(ctl(&e, dcctl_Op_OP_RELOAD, "", &r), 0);
+	ck_assert_int_eq(r.code, dcctl_Code_CODE_FAILED);
+	ck_assert_ptr_nonnull(strstr(r.error, line));
+	pb_release(dcctl_Response_fields, &r);
+	ck_assert_int_eq(th_proc_output_count(e.d, line), 2);
+	ck_assert_int_eq(th_proc_output_count(e.d, "reload rejected"), 2);
+	stop_daemon(&e);
+}
+END_TEST
+
 START_TEST(metrics_and_probes_are_served)
 {
 	struct env e;
@@ -920,6 +953,555 @@ START_TEST(check_reports_problems_and_exit_code)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- hostile input */
+
+/* danube-connectd with args and extra environment, run to its end: exit code, output in *out. */
+static int run_daemon(struct env *e, char **out, char *const env[], const char *a1, const char *a2)
+{
+	char *argv[] = {(char *)th_build_path("danube-connectd"),
+			"-c",
+			e->global,
+			(char *)a1,
+			(char *)a2,
+			NULL};
+	struct th_proc *p = th_spawn(e->dir, argv, env);
+	int st;
+
+	ck_assert_msg(th_proc_wait(p, 30000, &st), "danube-connectd %s did not end", a1);
+	*out = th_proc_output(p);
+	ck_assert_msg(th_proc_clean(p), "%s", *out);
+	return th_exit_code(st);
+}
+
+/* A field of /proc/PID/status in kB ("VmRSS", "VmSize"). */
+static long proc_kb(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	size_t n = strlen(field);
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (kb < 0 && fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, field, n) == 0 && line[n] == ':')
+			kb = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	ck_assert_int_ge(kb, 0);
+	return kb;
+}
+
+/*
+ * A raw connection to the control socket that has done nng's handshake as a
+ * REQ peer: what comes next is up to the test. Its fd, reads time out after 10 s.
+ */
+static int sp_connect(struct env *e)
+{
+	static const unsigned char req_hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 10};
+	unsigned char hello[8];
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_lt(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", e->run),
+			 (int)sizeof(sa.sun_path));
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(send(fd, req_hello, 8, MSG_NOSIGNAL), 8);
+	ck_assert_int_eq(recv(fd, hello, 8, MSG_WAITALL), 8);
+	ck_assert_int_eq(hello[5], 0x31); /* a REP socket answered */
+	return fd;
+}
+
+/* The peer closed the connection: EOF or reset, now (nothing else arrives unasked). */
+static bool peer_closed(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char c;
+
+	if (poll(&p, 1, 0) != 1)
+		return false;
+	return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+START_TEST(oversized_control_request_is_dropped_unread)
+{
+	enum { CONNS = 4, SENT_MB = 32 };
+	struct env e;
+	int fds[CONNS];
+	long rss, vsz;
+	char *chunk = calloc(1, 1 << 20), *out;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(chunk);
+	env_init(&e, NULL);
+	add_conn(&e, "w", "");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "w", "running"), 5000));
+	pid = th_proc_pid(e.d);
+	rss = proc_kb(pid, "VmRSS");
+	vsz = proc_kb(pid, "VmSize");
+	for (int i = 0; i < CONNS; i++) {
+		/* message type 1, then the length, 64 bits big-endian: 1 GiB */
+		static const unsigned char head[9] = {1, 0, 0, 0, 0, 0x40, 0, 0, 0};
+		size_t sent = 0;
+		ssize_t n;
+
+		fds[i] = sp_connect(&e);
+		ck_assert_int_eq(send(fds[i], head, sizeof(head), MSG_NOSIGNAL),
+				 (ssize_t)sizeof(head));
+		while (sent < (size_t)SENT_MB << 20 &&
+		       (n = send(fds[i], chunk, 1 << 20, MSG_NOSIGNAL)) > 0)
+			sent += (size_t)n;
+		/* the daemon hung up long before: a socket buffer or two went out */
+		ck_assert_msg(sent < 4u << 20 && n < 0 && (errno == EPIPE || errno == ECONNRESET),
+			      "connection %d: %zu bytes taken, last send %zd (%s)", i, sent, n,
+			      n < 0 ? strerror(errno) : "ok");
+	}
+	/* the daemon answers, and with the connections still open, holds none of it */
+	ck_assert_int_eq(ctlcmd(&e, &out, "status", NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "running"));
+	free(out);
+	ck_assert_int_lt(proc_kb(pid, "VmRSS") - rss, 16 * 1024);
+	ck_assert_int_lt(proc_kb(pid, "VmSize") - vsz, 1024 * 1024);
+	for (int i = 0; i < CONNS; i++)
+		close(fds[i]);
+	ck_assert_str_eq(state_of(&e, "w", NULL), "running");
+	free(chunk);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(control_connections_are_capped)
+{
+	enum { CAP = 64, EXTRA = 16 };
+	struct env e;
+	int fds[CAP + EXTRA], nfd, closed = 0, st;
+	char *out, sock[600];
+	char *argv[] = {(char *)th_build_path("danube-connectctl"), "-s", sock, "status", NULL};
+	struct th_proc *cli;
+
+	env_init(&e, NULL);
+	add_conn(&e, "w", "");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "w", "running"), 5000));
+	nfd = fd_count(th_proc_pid(e.d));
+	for (int i = 0; i < CAP + EXTRA; i++)
+		fds[i] = sp_connect(&e);
+	/* the ones past the cap are closed by the daemon, the others stay */
+	ck_assert(TH_WAIT(({
+				  closed = 0;
+				  for (int i = 0; i < CAP + EXTRA; i++)
+					  closed += peer_closed(fds[i]);
+				  closed >= EXTRA;
+			  }),
+			  10000));
+	ck_assert_int_eq(closed, EXTRA);
+	ck_assert_int_le(fd_count(th_proc_pid(e.d)), nfd + CAP + 8);
+	/* a CLI call meanwhile is refused too, tries again and gets through once they are gone */
+	snprintf(sock, sizeof(sock), "ipc://%s/control.sock", e.run);
+	cli = th_spawn(e.dir, argv, NULL);
+	for (int i = 0; i < CAP + EXTRA; i++)
+		close(fds[i]);
+	ck_assert(th_proc_wait(cli, 20000, &st));
+	ck_assert_int_eq(th_exit_code(st), 0);
+	ck_assert(th_proc_output_contains(cli, "running"));
+	ck_assert_int_eq(ctlcmd(&e, &out, "status", "w"), 0);
+	free(out);
+	stop_daemon(&e);
+}
+END_TEST
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* A TCP connection to the daemon's HTTP port; reads time out after 15 s. */
+static int tcp_connect(struct env *e)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->port)};
+	struct timeval tv = {.tv_sec = 15};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Everything the peer sends until it closes (or resets), malloc'd; its length in *len. */
+static char *read_all(int fd, size_t *len)
+{
+	size_t cap = 4096;
+	char *buf = malloc(cap + 1);
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(buf);
+	*len = 0;
+	while ((n = recv(fd, buf + *len, cap - *len, 0)) > 0) {
+		*len += (size_t)n;
+		if (*len == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+			ck_assert_ptr_nonnull(buf);
+		}
+	}
+	/* the peer hung up, or reset after its answer; a read timeout is a hang */
+	ck_assert_msg(n == 0 || errno == ECONNRESET, "no end of the answer: %s", strerror(errno));
+	buf[*len] = '\0';
+	return buf;
+}
+
+/*
+ * Sends len bytes as a request, stopping early when the daemon answers
+ * before it has them all; returns the status of the answer (-1 without a
+ * status line) and the whole answer in *resp.
+ */
+static int http_raw(struct env *e, const char *data, size_t len, char **resp)
+{
+	int fd = tcp_connect(e), code = -1;
+	size_t off = 0, rlen;
+
+	while (off < len) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		size_t n = len - off < 4096 ? len - off : 4096;
+		ssize_t w = send(fd, data + off, n, MSG_NOSIGNAL);
+
+		if (w < 0)
+			break;
+		off += (size_t)w;
+		if (poll(&p, 1, 0) == 1)
+			break;
+	}
+	if (off == len)
+		shutdown(fd, SHUT_WR);
+	*resp = read_all(fd, &rlen);
+	close(fd);
+	if (sscanf(*resp, "HTTP/1.1 %d ", &code) != 1)
+		code = -1;
+	return code;
+}
+
+START_TEST(http_answers_what_it_cannot_serve_with_a_status)
+{
+	static const struct {
+		const char *req;
+		int status;
+		const char *says;
+	} cases[] = {
+		{"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200, "\r\n\r\nok\n"},
+		{"GET /healthz?x=1 HTTP/1.0\n\n", 200, "\r\n\r\nok\n"},
+		{"GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200, "ok\n"},
+		{"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200, "Content-Length: "},
+		{"GET /nope HTTP/1.0\r\n\r\n", 404, "Not Found"},
+		{"POST /metrics HTTP/1.0\r\n\r\n", 405, "Allow: GET, HEAD\r\n"},
+		{"GET /healthz HTTP/1.1\r\n\r\n", 400, "Bad Request"}, /* no Host */
+		{"GET /healthz HTTP/1.0\r\nno colon here\r\n\r\n", 400, "Bad Request"},
+		{"GET /healthz HTTP/1.0\r\nX: 1\r\n folded\r\n\r\n", 400, "Bad Request"},
+		{"GET /healthz HTTP/2.0\r\n\r\n", 505, "HTTP Version Not Supported"},
+		{"GET /healthz\r\n\r\n", 400, "Bad Request"},
+		{"\x16\x03\x01\x02\x05\x01\r\n\r\n", 400, "Bad Request"},
+	};
+	static const char nul[] = "GET /\0 HTTP/1.0\r\n\r\n",
+			  head[] = "HEAD /healthz HTTP/1.0\r\n\r\n";
+	struct env e;
+	char *resp, *big;
+	size_t n;
+
+	env_init(&e, NULL);
+	start_daemon(&e);
+	ck_assert(th_wait_port(e.port, 5000));
+	/* oversized: a status line, not a silent close */
+	big = malloc(10u << 20);
+	ck_assert_ptr_nonnull(big);
+	n = (size_t)sprintf(big, "GET /");
+	memset(big + n, 'a', 3000);
+	n += 3000;
+	n += (size_t)sprintf(big + n, " HTTP/1.0\r\n\r\n");
+	ck_assert_int_eq(http_raw(&e, big, n, &resp), 414);
+	free(resp);
+	n = (size_t)sprintf(big, "GET /healthz HTTP/1.0\r\n");
+	while (n < 9000)
+		n += (size_t)sprintf(big + n, "X-Pad: %0100d\r\n", 0);
+	n += (size_t)sprintf(big + n, "\r\n");
+	ck_assert_int_eq(http_raw(&e, big, n, &resp), 431);
+	free(resp);
+	/* 10 MB without a newline: answered after the first 2 KiB, the rest never read */
+	memset(big, 'x', 10u << 20);
+	ck_assert_int_eq(http_raw(&e, big, 10u << 20, &resp), 414);
+	free(resp);
+	free(big);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int code = http_raw(&e, cases[i].req, strlen(cases[i].req), &resp);
+
+		ck_assert_msg(code == cases[i].status, "%s: got %d: %s", cases[i].req, code, resp);
+		ck_assert_msg(strstr(resp, cases[i].says) != NULL, "%s: %s", cases[i].req, resp);
+		ck_assert_ptr_nonnull(strstr(resp, "\r\nConnection: close\r\n"));
+		free(resp);
+	}
+	ck_assert_int_eq(http_raw(&e, nul, sizeof(nul) - 1, &resp), 400);
+	free(resp);
+	/* HEAD: the headers of GET, no body */
+	ck_assert_int_eq(http_raw(&e, head, strlen(head), &resp), 200);
+	ck_assert_ptr_nonnull(strstr(resp, "Content-Length: 3\r\n"));
+	ck_assert_str_eq(strstr(resp, "\r\n\r\n"), "\r\n\r\n");
+	free(resp);
+
+	ck_assert_int_eq(http_get(&e, "/healthz", &resp), 200);
+	free(resp);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(http_closes_slow_requests_and_serves_others)
+{
+	enum { SLOW = 6 };
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+	struct env e;
+	int fds[SLOW], open_n = SLOW, served = 0;
+	long opened[SLOW], closed_at[SLOW], next_send, deadline;
+	size_t sent[SLOW];
+	char *answer[SLOW] = {NULL};
+
+	env_init(&e, NULL);
+	add_conn(&e, "w", "");
+	start_daemon(&e);
+	ck_assert(th_wait_port(e.port, 5000));
+	ck_assert(TH_WAIT(is_state(&e, "w", "running"), 5000));
+	for (int i = 0; i < SLOW; i++) {
+		fds[i] = tcp_connect(&e);
+		opened[i] = now_ms();
+		closed_at[i] = -1;
+		sent[i] = 0;
+	}
+	/* Half a second off the server's whole seconds, so a byte does not cross its close. */
+	next_send = now_ms() + 500;
+	deadline = now_ms() + 60000;
+	while (open_n > 0 && now_ms() < deadline) {
+		struct pollfd p[SLOW];
+		long wait = next_send - now_ms();
+
+		if (wait <= 0) {
+			/* a byte a second on each, but the first, which stays idle */
+			for (int i = 1; i < SLOW; i++)
+				if (closed_at[i] < 0 &&
+				    send(fds[i], req + sent[i] % strlen(req), 1, MSG_NOSIGNAL) == 1)
+					sent[i]++;
+			next_send += 1000;
+			/* meanwhile, a well-behaved client is answered at once */
+			if (sent[1] >= 2 && served < 3) {
+				char *b;
+
+				ck_assert_int_eq(http_get(&e, "/metrics", &b), 200);
+				ck_assert_ptr_nonnull(
+					strstr(b, "danube_connector_up{connector=\"w\"}"));
+				free(b);
+				served++;
+			}
+			continue;
+		}
+		for (int i = 0; i < SLOW; i++)
+			p[i] = (struct pollfd){.fd = closed_at[i] < 0 ? fds[i] : -1,
+					       .events = POLLIN};
+		if (poll(p, SLOW, (int)wait) <= 0)
+			continue;
+		for (int i = 0; i < SLOW; i++) {
+			size_t len;
+
+			if (p[i].revents == 0)
+				continue;
+			/* what the server says before it hangs up */
+			answer[i] = read_all(fds[i], &len);
+			closed_at[i] = now_ms();
+			close(fds[i]);
+			open_n--;
+		}
+	}
+	ck_assert_int_eq(open_n, 0);
+	ck_assert_int_ge(served, 3);
+	for (int i = 0; i < SLOW; i++) {
+		/* not before the request timeout: a byte a second is progress of a kind */
+		ck_assert_int_ge(closed_at[i] - opened[i], 5000 - 100);
+		ck_assert(i == 0 || sent[i] >= 4);
+	}
+	/* an idle connection is told why */
+	ck_assert_msg(strncmp(answer[0], "HTTP/1.1 408 Request Timeout\r\n", 30) == 0, "%s",
+		      answer[0]);
+	for (int i = 0; i < SLOW; i++)
+		free(answer[i]);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(http_caps_its_connections)
+{
+	enum { CAP = 32, EXTRA = 16 };
+	struct env e;
+	int fds[CAP + EXTRA], base;
+	pid_t pid;
+	char *b;
+
+	env_init(&e, NULL);
+	start_daemon(&e);
+	ck_assert(th_wait_port(e.port, 5000));
+	pid = th_proc_pid(e.d);
+	/* give or take the probe's connection, which may not have closed yet */
+	base = fd_count(pid);
+	for (int i = 0; i < CAP + EXTRA; i++)
+		fds[i] = tcp_connect(&e);
+	/* the daemon holds as many as its cap, the rest wait in the listen backlog */
+	ck_assert_msg(TH_WAIT(fd_count(pid) >= base + CAP - 1, 10000), "%d fds, %d before",
+		      fd_count(pid), base);
+	ck_assert_int_le(fd_count(pid), base + CAP + 1);
+	/* a well-behaved client behind them all is served once the idle ones time out */
+	ck_assert_int_eq(http_get(&e, "/healthz", &b), 200);
+	free(b);
+	for (int i = 0; i < CAP + EXTRA; i++)
+		close(fds[i]);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(check_refuses_what_the_start_refuses)
+{
+	struct env e;
+	char file[600], missing[600], nonlocal[64], longdir[200], got[128], *out;
+	const struct {
+		const char *var, *value, *says;
+	} cases[] = {
+		{"METRICS_LISTEN", "not a host", "expected HOST:PORT"},
+		{"METRICS_LISTEN", "127.0.0.1", "expected HOST:PORT"},
+		{"METRICS_LISTEN", "::1:9090", "expected HOST:PORT"},
+		{"METRICS_LISTEN", "127.0.0.1:0", "port must be between 1 and 65535"},
+		{"METRICS_LISTEN", "127.0.0.1:65536", "port must be between 1 and 65535"},
+		/* TEST-NET-1: no machine of ours has it */
+		{"METRICS_LISTEN", nonlocal,
+		 "cannot listen there: Cannot assign requested address"},
+		{"RUN_DIR", missing, "cannot be made: its parent is not a directory"},
+		{"RUN_DIR", file, "not a directory"},
+		{"RUN_DIR", longdir, "too long for the sockets in it: at most 94 characters"},
+		{"RUN_DIR", "", "must not be empty"},
+	};
+
+	env_init(&e, NULL);
+	add_conn(&e, "fine", "");
+	snprintf(file, sizeof(file), "%s/a-file", e.dir);
+	ck_assert_int_eq(th_write_file(file, "x\n"), 0);
+	snprintf(missing, sizeof(missing), "%s/no/such/run", e.dir);
+	snprintf(nonlocal, sizeof(nonlocal), "192.0.2.1:%d", e.port);
+	memset(longdir, 'd', 99);
+	longdir[0] = '/';
+	longdir[99] = '\0';
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char var[1024], want[1024];
+		char *env[] = {var, NULL};
+		int code;
+
+		snprintf(var, sizeof(var), "DANUBE_CONNECT_SUPERVISOR_%s=%s", cases[i].var,
+			 cases[i].value);
+		snprintf(want, sizeof(want),
+			 "environment DANUBE_CONNECT_SUPERVISOR_%s: supervisor.%s: %s",
+			 cases[i].var,
+			 strcmp(cases[i].var, "RUN_DIR") == 0 ? "run_dir" : "metrics_listen",
+			 cases[i].says);
+		snprintf(got, sizeof(got), " (got \"%.60s%s\")\n", cases[i].value,
+			 strlen(cases[i].value) > 60 ? "..." : "");
+		code = run_daemon(&e, &out, env, "--check", NULL);
+		ck_assert_msg(code == 1 && strstr(out, want) != NULL && strstr(out, got) != NULL,
+			      "--check with %s: %d: %s", var, code, out);
+		ck_assert_ptr_null(strstr(out, "configuration OK"));
+		free(out);
+		/* the start refuses it with the same words, before it makes anything */
+		code = run_daemon(&e, &out, env, "-f", NULL);
+		ck_assert_msg(code == 78 && strstr(out, want) != NULL && strstr(out, got) != NULL,
+			      "start with %s: %d: %s", var, code, out);
+		free(out);
+		ck_assert_int_eq(access(e.run, F_OK), -1);
+	}
+
+	/* in the file: named by its line */
+	ck_assert_int_eq(th_write_file(e.global,
+				       "[supervisor]\nconnectors_dir = %s\nrun_dir = %s\n"
+				       "metrics_listen = not a host\n",
+				       e.conn, e.run),
+			 0);
+	ck_assert_int_eq(run_daemon(&e, &out, NULL, "--check", NULL), 1);
+	ck_assert_ptr_nonnull(strstr(out, "danube-connect.ini:4: supervisor.metrics_listen: "
+					  "expected HOST:PORT"));
+	free(out);
+	/* and what will do passes: a name, every address */
+	ck_assert_int_eq(th_write_file(e.global,
+				       "[supervisor]\nconnectors_dir = %s\nrun_dir = %s\n"
+				       "worker_dir = %s\nmetrics_listen = localhost:%d\n",
+				       e.conn, e.run, e.workers, e.port),
+			 0);
+	ck_assert_int_eq(run_daemon(&e, &out, NULL, "--check", NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "configuration OK"));
+	free(out);
+	{
+		char *env[] = {"DANUBE_CONNECT_SUPERVISOR_METRICS_LISTEN=:1", NULL};
+
+		/* port 1: the check binds the address, not the port */
+		ck_assert_int_eq(run_daemon(&e, &out, env, "--check", NULL), 0);
+		free(out);
+	}
+}
+END_TEST
+
+START_TEST(names_from_files_are_cleaned_and_long_values_not_echoed)
+{
+	struct env e;
+	char path[600], *out, *env[2];
+	size_t big = 120 * 1024;
+	char *long_dir = malloc(big + 64);
+
+	env_init(&e, NULL);
+	add_conn(&e, "fine", "");
+	snprintf(path, sizeof(path), "%s/esc.ini", e.conn);
+	ck_assert_int_eq(th_write_file(path, "[connector]\ntype = testworker\n"
+					     "\x1b]0;PWNED\x07\x1b[31mevil = 1\n"),
+			 0);
+	ck_assert_int_eq(run_daemon(&e, &out, NULL, "--check", NULL), 1);
+	ck_assert_ptr_nonnull(
+		strstr(out, "esc.ini:3: unknown key ?]0;PWNED??[31mevil in [connector]"));
+	ck_assert_ptr_null(strchr(out, '\x1b'));
+	ck_assert_ptr_null(strchr(out, '\x07'));
+	free(out);
+	/* the daemon logs the same line, just as clean */
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "fine", "running"), 5000));
+	ck_assert(th_proc_output_contains(e.d, "unknown key ?]0;PWNED??[31mevil in [connector]"));
+	stop_daemon(&e);
+	out = th_proc_output(e.d);
+	ck_assert_ptr_null(strchr(out, '\x1b'));
+	free(out);
+
+	/* a 120 KB run_dir from the environment is named, not echoed */
+	ck_assert_ptr_nonnull(long_dir);
+	strcpy(long_dir, "DANUBE_CONNECT_SUPERVISOR_RUN_DIR=/");
+	memset(long_dir + strlen(long_dir), 'r', big);
+	long_dir[strlen("DANUBE_CONNECT_SUPERVISOR_RUN_DIR=/") + big] = '\0';
+	env[0] = long_dir;
+	env[1] = NULL;
+	ck_assert_int_eq(run_daemon(&e, &out, env, "--check", NULL), 1);
+	ck_assert_ptr_nonnull(strstr(out, "rrrr..."));
+	ck_assert_uint_lt(strlen(out), 8192);
+	free(out);
+	ck_assert_int_eq(run_daemon(&e, &out, env, "-f", NULL), 78);
+	ck_assert_ptr_nonnull(strstr(out, "rrrr..."));
+	ck_assert_uint_lt(strlen(out), 8192);
+	free(out);
+	free(long_dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("supervisor");
@@ -934,6 +1516,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, worker_never_ready_stays_starting);
 	tcase_add_test(tc, sigterm_stops_all_and_kills_the_stubborn_one);
 	tcase_add_test(tc, sighup_applies_only_the_difference);
+	tcase_add_test(tc, reload_errors_are_logged_once);
 	tcase_add_test(tc, metrics_and_probes_are_served);
 	tcase_add_test(tc, readyz_is_200_when_all_running);
 	tcase_add_test(tc, worker_output_is_forwarded_line_by_line);
@@ -941,6 +1524,17 @@ static Suite *suite(void)
 	tcase_add_test(tc, control_socket_commands_and_errors);
 	tcase_add_test(tc, cli_commands_against_the_daemon);
 	tcase_add_test(tc, check_reports_problems_and_exit_code);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hostile");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, names_from_files_are_cleaned_and_long_values_not_echoed);
+	tcase_add_test(tc, oversized_control_request_is_dropped_unread);
+	tcase_add_test(tc, control_connections_are_capped);
+	tcase_add_test(tc, http_answers_what_it_cannot_serve_with_a_status);
+	tcase_add_test(tc, http_closes_slow_requests_and_serves_others);
+	tcase_add_test(tc, http_caps_its_connections);
+	tcase_add_test(tc, check_refuses_what_the_start_refuses);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -380,6 +380,49 @@ START_TEST(routes_can_come_from_the_environment_alone)
 }
 END_TEST
 
+/* "DANUBE_CONNECT_ROUTE_" + n letters + suffix, malloc'd. */
+static char *long_route_var(size_t n, const char *suffix)
+{
+	char *v = malloc(strlen("DANUBE_CONNECT_ROUTE_") + n + strlen(suffix) + 1);
+
+	ck_assert_ptr_nonnull(v);
+	strcpy(v, "DANUBE_CONNECT_ROUTE_");
+	memset(v + strlen(v), 'A', n);
+	strcpy(v + strlen("DANUBE_CONNECT_ROUTE_") + n, suffix);
+	return v;
+}
+
+START_TEST(routes_from_the_environment_may_have_long_names)
+{
+	char *topic = long_route_var(5000, "_MQTT_TOPIC=a/b");
+	char *dest = long_route_var(5000, "_DANUBE_TOPIC=/default/ab");
+	char *qos = long_route_var(5000, "_QOS=7");
+	char *const env[] = {"DANUBE_CONNECT_CONNECTOR_TYPE=x", topic, dest, NULL};
+	char *const bad_env[] = {"DANUBE_CONNECT_CONNECTOR_TYPE=x", topic, dest, qos, NULL};
+	struct dc_config *cfg = load_ok(NULL, NULL, env, false);
+	const char **names;
+	char shown[200];
+
+	ck_assert_uint_eq(dc_config_sections(cfg, "route", &names), 1);
+	ck_assert_uint_eq(strlen(names[0]), strlen("route ") + 5000);
+	ck_assert(strncmp(names[0], "route aaaa", 10) == 0);
+	ck_assert_str_eq(dc_config_str(cfg, names[0], "mqtt_topic"), "a/b");
+	ck_assert_str_eq(dc_config_str(cfg, names[0], "danube_topic"), "/default/ab");
+	/* where it came from names the variable, shortened */
+	snprintf(shown, sizeof(shown), "environment %.100s...", topic);
+	ck_assert_str_eq(dc_config_where(cfg, names[0], "mqtt_topic"), shown);
+	dc_config_free(cfg);
+
+	/* and a bad value there is reported, not dropped */
+	snprintf(shown, sizeof(shown), "environment %.100s...: must be one of: 0, 1, 2 (got \"7\")",
+		 qos);
+	EXPECT_FAIL(NULL, NULL, bad_env, shown);
+	free(topic);
+	free(dest);
+	free(qos);
+}
+END_TEST
+
 START_TEST(required_keys_apply_to_every_route)
 {
 	const char *f = ini("c.ini", "[connector]\n"
@@ -486,6 +529,36 @@ START_TEST(every_problem_is_reported_at_once)
 		fmt("%s:27: [route r1] danube_topic is required", f),
 		fmt("%s:30: [route r2] mqtt_topic is required", f),
 		fmt("%s:30: [route r2] danube_topic is required", f));
+}
+END_TEST
+
+START_TEST(names_in_messages_are_cleaned_and_bounded)
+{
+	char long_key[121];
+	const char *f;
+	char *const env[] = {"DANUBE_CONNECT_ROUTE_\x1b[1M_QOS=9",
+			     "DANUBE_CONNECT_MQTT_PORT=\x1b[1m", NULL};
+
+	memset(long_key, 'k', sizeof(long_key) - 1);
+	long_key[sizeof(long_key) - 1] = '\0';
+	f = ini("c.ini", fmt("[connector]\n"
+			     "type = x\n"
+			     "\x1b]0;PWNED\x07\x1b[31mevil = 1\n"
+			     "[\x1b[31mweird]\n"
+			     "[route \x1b[2Jr]\n"
+			     "mqtt_topic = a\n"
+			     "%s = 1\n",
+			     long_key));
+	long_key[100] = '\0';
+	EXPECT_FAIL(
+		NULL, f, env, fmt("%s:3: unknown key ?]0;PWNED??[31mevil in [connector]", f),
+		fmt("%s:4: unknown section [?[31mweird]", f),
+		fmt("%s:7: unknown key %s... in [route ?[2Jr]", f, long_key),
+		"environment DANUBE_CONNECT_MQTT_PORT: expected an integer (got \"?[1m\")",
+		"environment DANUBE_CONNECT_ROUTE_?[1M_QOS: must be one of: 0, 1, 2 (got \"9\")",
+		fmt("%s:5: [route ?[2Jr] danube_topic is required", f),
+		fmt("%s: [route ?[1m] mqtt_topic is required", f),
+		fmt("%s: [route ?[1m] danube_topic is required", f));
 }
 END_TEST
 
@@ -1019,10 +1092,12 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, dollar_name_problems_are_reported);
 	tcase_add_test(tc, route_sections_are_listed_in_file_order);
 	tcase_add_test(tc, routes_can_come_from_the_environment_alone);
+	tcase_add_test(tc, routes_from_the_environment_may_have_long_names);
 	tcase_add_test(tc, required_keys_apply_to_every_route);
 	tcase_add_test(tc, missing_required_key_names_the_file_or_the_section);
 	tcase_add_test(tc, every_problem_is_reported_at_once);
 	tcase_add_test(tc, section_names_must_match_the_table);
+	tcase_add_test(tc, names_in_messages_are_cleaned_and_bounded);
 	tcase_add_test(tc, unreadable_file_is_reported);
 	tcase_add_test(tc, global_file_applies_only_known_sections);
 	tcase_add_test(tc, supervisor_table_has_the_documented_defaults);

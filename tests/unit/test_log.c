@@ -56,6 +56,47 @@ START_TEST(log_folds_newlines_into_one_line)
 }
 END_TEST
 
+START_TEST(log_cleans_what_a_terminal_would_act_on)
+{
+	/* OSC (set the title), BEL, CSI (colour), DEL, C1 CSI as UTF-8, a stray byte, a tab */
+	dc_log_set_level(DC_LOG_INFO);
+	dc_log_info("unknown key %s", "\x1b]0;PWNED\x07\x1b[31mevil\x7f \xc2\x9b"
+				      "2J \xff\tend");
+	ck_assert_int_eq(ncaptured, 1);
+	ck_assert_str_eq(captured[0], "unknown key ?]0;PWNED??[31mevil? ?2J ??end");
+	/* UTF-8 text is text: kept */
+	dc_log_info("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+	ck_assert_str_eq(captured[1], "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+}
+END_TEST
+
+START_TEST(shown_text_is_clean_and_bounded)
+{
+	char big[2000], out[DC_SHOWN_VALUE], name[DC_SHOWN_NAME];
+	char s[] = "a\x1b[2Jb\nc";
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ck_assert_str_eq(dc_log_shown("short", out, sizeof(out)), "short");
+	ck_assert_str_eq(dc_log_shown("t\x1b[0m\r\n", out, sizeof(out)), "t?[0m??");
+	/* 60 characters and "...", never the whole input */
+	dc_log_shown(big, out, sizeof(out));
+	ck_assert_uint_eq(strlen(out), 63);
+	ck_assert_str_eq(out + 60, "...");
+	dc_log_shown(big, name, sizeof(name));
+	ck_assert_uint_eq(strlen(name), 103);
+	/* exactly 60 fit without "..." */
+	big[60] = '\0';
+	ck_assert_str_eq(dc_log_shown(big, out, sizeof(out)), big);
+	/* a character is never cut in half */
+	memset(big, 'x', 59);
+	memcpy(big + 59, "\xe2\x82\xac", 4);
+	ck_assert_str_eq(dc_log_shown(big, out, sizeof(out)) + 59, "...");
+	/* in place */
+	ck_assert_str_eq(dc_log_clean(s), "a?[2Jb?c");
+}
+END_TEST
+
 START_TEST(log_writes_one_stderr_line_per_call)
 {
 	char path[] = "/tmp/dc-log-XXXXXX";
@@ -116,6 +157,8 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, log_filters_below_level);
 	tcase_add_test(tc, log_folds_newlines_into_one_line);
+	tcase_add_test(tc, log_cleans_what_a_terminal_would_act_on);
+	tcase_add_test(tc, shown_text_is_clean_and_bounded);
 	tcase_add_test(tc, log_writes_one_stderr_line_per_call);
 	tcase_add_test(tc, log_parses_levels_and_facilities);
 	suite_add_tcase(s, tc);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 #include "mqtt/options.h"
 #include "smq.h"
 
@@ -51,11 +52,13 @@ int smq_config_load(struct smq_config *c, const struct dc_config *cfg, const cha
 			bad = 1;
 		}
 		if (!r->danube_topic && !dc_config_str(cfg, "danube", "topic")) {
+			char sn[DC_SHOWN_NAME];
+
 			dc_diag_add(diag, "%s: [%s] needs danube_topic (or set [danube] topic)",
 				    dc_config_section_where(cfg, names[i])
 					    ? dc_config_section_where(cfg, names[i])
 					    : "configuration",
-				    names[i]);
+				    dc_log_shown(names[i], sn, sizeof(sn)));
 			bad = 1;
 		}
 	}
