@@ -866,7 +866,14 @@ START_TEST(offsets_the_broker_skipped_are_reported)
 	ck_assert_uint_ge(f.gaps, 1);
 	ck_assert_uint_eq(f.gap_expected, 10);
 	ck_assert_uint_gt(f.gap_got, 10);
-	ck_assert_uint_eq(f.distinct + f.skipped, n);
+	/*
+	 * Every message arrived or was reported skipped. (The real broker once
+	 * delivered a reported offset later after all: reported, not lost.)
+	 */
+	ck_assert_uint_le(f.distinct, n);
+	ck_assert_uint_ge(f.distinct + f.skipped, n);
+	if (!th_broker_is_real())
+		ck_assert_uint_eq(f.distinct + f.skipped, n);
 	ck_assert_uint_eq(f.bad, 0);
 	assert_no_errors(&f);
 	fx_done(&f);
