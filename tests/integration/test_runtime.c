@@ -851,6 +851,30 @@ static bool file_ends_with(const char *path, const char *tail)
 }
 
 /*
+ * A collect-sink NAME on topic (exclusive subscription s) writing to
+ * out = dir/out.txt, its health at url = ipc://dir/w.sock; runtime goes into
+ * its [runtime] section. out and url hold 512 and 600 bytes.
+ */
+static struct th_proc *ipc_sink(struct th_broker *b, const char *dir, const char *name,
+				const char *topic, const char *runtime, char *out, char *url)
+{
+	char env[620], extra[1400];
+
+	snprintf(out, 512, "%s/out.txt", dir);
+	snprintf(url, 600, "ipc://%s/w.sock", dir);
+	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
+	snprintf(extra, sizeof(extra),
+		 "topic = %s\nsubscription = s\nsubscription_type = exclusive\n"
+		 "[runtime]\n%s\n[collect]\nout_file = %s\n",
+		 topic, runtime, out);
+	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c",
+			(char *)conf(dir, name, "collect-sink", b, extra), NULL};
+	char *envv[] = {env, NULL};
+
+	return th_spawn(dir, argv, envv);
+}
+
+/*
  * The same for a sink: its consumer's connection lost -> degraded with why,
  * back -> ready; what comes next arrives, and nothing is lost.
  */
@@ -860,19 +884,9 @@ START_TEST(sink_health_degraded_while_danube_down_then_ready_delivers_all)
 		return;
 	struct th_broker *b = sink_broker();
 	const char *dir = th_tmpdir();
-	char out[512], url[600], env[620], extra[1024], *s;
-
-	snprintf(out, sizeof(out), "%s/out.txt", dir);
-	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
-	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
-	snprintf(extra, sizeof(extra),
-		 "topic = /default/in\nsubscription = s\nsubscription_type = exclusive\n"
-		 "[runtime]\nbatch_timeout_ms = 20\n[collect]\nout_file = %s\n",
-		 out);
-	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c",
-			(char *)conf(dir, "sd", "collect-sink", b, extra), NULL};
-	char *envv[] = {env, NULL};
-	struct th_proc *w = th_spawn(dir, argv, envv);
+	char out[512], url[600], *s;
+	struct th_proc *w =
+		ipc_sink(b, dir, "sd", "/default/in", "batch_timeout_ms = 20", out, url);
 	struct want_state want = {url, dcctl_HealthState_HEALTH_READY, {NULL, NULL}, -1};
 
 	ck_assert(th_wait_for(state_is, &want, 10000));
@@ -944,19 +958,8 @@ START_TEST(sink_waits_degraded_for_a_missing_topic_then_delivers)
 {
 	struct th_broker *b = broker();
 	const char *dir = th_tmpdir();
-	char out[512], url[600], env[620], extra[1024], *s;
-
-	snprintf(out, sizeof(out), "%s/out.txt", dir);
-	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
-	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
-	snprintf(extra, sizeof(extra),
-		 "topic = /default/late\nsubscription = s\nsubscription_type = exclusive\n"
-		 "[collect]\nout_file = %s\n",
-		 out);
-	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c",
-			(char *)conf(dir, "late", "collect-sink", b, extra), NULL};
-	char *envv[] = {env, NULL};
-	struct th_proc *w = th_spawn(dir, argv, envv);
+	char out[512], url[600], *s;
+	struct th_proc *w = ipc_sink(b, dir, "late", "/default/late", "", out, url);
 	struct want_state want = {url,
 				  dcctl_HealthState_HEALTH_DEGRADED,
 				  {"topic /default/late does not exist yet", NULL},
@@ -1069,21 +1072,11 @@ START_TEST(sink_reports_and_counts_messages_the_broker_skipped)
 	int n = real ? 320 : 60; /* the real broker's feed holds 256 */
 	struct th_broker *b = th_broker_start(th_tmpdir(), real ? NULL : args);
 	const char *dir = th_tmpdir();
-	char out[512], url[600], env[620], extra[1024], lines[4096] = "";
+	char out[512], url[600], lines[4096] = "";
 	struct want_skipped want;
 
 	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/in", "--reliable", NULL), 0);
-	snprintf(out, sizeof(out), "%s/out.txt", dir);
-	snprintf(url, sizeof(url), "ipc://%s/w.sock", dir);
-	snprintf(env, sizeof(env), "DANUBE_CONNECT_IPC=%s", url);
-	snprintf(extra, sizeof(extra),
-		 "topic = /default/in\nsubscription = s\nsubscription_type = exclusive\n"
-		 "[collect]\nout_file = %s\n",
-		 out);
-	char *argv[] = {(char *)th_build_path("tests/workers/collect-sink"), "-c",
-			(char *)conf(dir, "gap", "collect-sink", b, extra), NULL};
-	char *envv[] = {env, NULL};
-	struct th_proc *w = th_spawn(dir, argv, envv);
+	struct th_proc *w = ipc_sink(b, dir, "gap", "/default/in", "", out, url);
 
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
 	ck_assert_int_eq(th_proc_kill(w, SIGSTOP), 0);
