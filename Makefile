@@ -99,7 +99,7 @@ MANPAGES   := $(wildcard man/*.[1-8])
 SRC_FILES  = $(shell find libshared supervisor workers tests proto -name '*.[ch]' \
                -not -path 'tests/danube-broker/*' | sort)
 
-.PHONY: all check check-unit check-integration check-valgrind check-danube soak lint format bench \
+.PHONY: all tests check check-unit check-integration check-valgrind check-danube soak lint format bench \
         install clean demo fuzz
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -169,6 +169,10 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $(LI
 
 TEST_ENV = DC_BUILD_DIR=$(abspath $(BUILD)) DC_SRC_DIR=$(CURDIR) DC_PYTHON=$(PYTHON) \
            DC_SANITIZE=$(SANITIZE)
+
+# Builds every test program without running one (then run one by hand, with
+# the environment TEST_ENV gives and CK_RUN_CASE to pick a case).
+tests: all $(UNIT_BINS) $(INTEG_BINS) $(TESTWORKER_BINS)
 
 check: all $(UNIT_BINS) $(INTEG_BINS) $(TESTWORKER_BINS) $(FUZZ_BINS)
 	@$(call run-fuzzers,-runs=50000 -max_total_time=10)
