@@ -126,6 +126,13 @@ struct dc_batch {
  */
 void dc_rt_skipped(struct dc_rt *rt, const char *topic, uint64_t expected, uint64_t got);
 
+/*
+ * Sets a record's result, its error class (ignored for OK) and why, in words
+ * (printf-style; "" for OK).
+ */
+void dc_rt_set_result(struct dc_sink_record *r, enum dc_write_result res, const char *error_type,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* The sink finished a batch: every record's result is set. */
 void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch);
 

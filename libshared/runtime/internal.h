@@ -8,6 +8,7 @@
 #include <ev.h>
 
 #include "backoff.h"
+#include "exit_codes.h"
 #include "ipc/ipc.h"
 #include "runtime/connector.h"
 
@@ -79,6 +80,7 @@ struct dc_rt {
 	struct rt_sink_msg **batch_msgs;
 	bool batch_busy;  /* the sink's write is running */
 	bool batch_retry; /* waiting for retry_timer */
+	bool batch_parked; /* waiting for the external system to be up */
 	/* A pending message filled its partition's broker window: write now. */
 	bool window_full;
 	struct dc_backoff backoff;
@@ -106,10 +108,16 @@ void rt_producers_close(struct dc_rt *rt);
 int rt_source_start(struct dc_rt *rt);
 void rt_source_stop(struct dc_rt *rt);
 void rt_source_free(struct dc_rt *rt);
+/* Records taken and not acknowledged yet (the drain's leftovers). */
+size_t rt_source_unfinished(const struct dc_rt *rt);
 
 /* sink.c */
 int rt_sink_start(struct dc_rt *rt);
 void rt_sink_stop(struct dc_rt *rt);
+/* dc_rt_external_up: a batch held while the external system was down is written. */
+void rt_sink_external_up(struct dc_rt *rt);
 void rt_sink_free(struct dc_rt *rt);
+/* Messages in a batch or with an acknowledgement or DLQ copy in flight. */
+size_t rt_sink_unfinished(const struct dc_rt *rt);
 
 #endif

@@ -12,6 +12,7 @@
  * falls far behind loses messages on the real broker).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,7 @@ static void on_dlq_done(void *arg, int code, const char *error)
 		dc_rt_report_error(rt, m->msg->topic, "dlq", "cannot write to the DLQ %s: %s",
 				   rt->dlq_topic, error);
 		msg_free(m);
-		rt_fail(rt, 1);
+		rt_fail(rt, DC_EXIT_FAILURE);
 		return;
 	}
 	m->metrics->dlq++;
@@ -163,7 +164,34 @@ static void record_failed(struct dc_rt *rt, struct rt_sink_msg *m, const char *w
 	}
 	/* Not acknowledged: the broker redelivers it to the restarted worker. */
 	hand_back(m);
-	rt_fail(rt, 1);
+	rt_fail(rt, DC_EXIT_FAILURE);
+}
+
+/* Handed back: the broker redelivers what was not acknowledged. */
+static void hand_back_batch(struct dc_rt *rt)
+{
+	size_t i;
+
+	for (i = 0; i < rt->batch.n; i++)
+		hand_back(rt->batch_msgs[i]);
+	rt->batch.n = 0;
+	rt->batch_parked = false;
+	maybe_drained(rt);
+}
+
+/* Writes the batch in hand, or parks it while the external system is down. */
+static void write_batch(struct dc_rt *rt)
+{
+	if (!rt->external_up) {
+		if (!rt->batch_parked)
+			dc_log_info("holding a batch of %zu until the external system is back",
+				    rt->batch.n);
+		rt->batch_parked = true;
+		return;
+	}
+	rt->batch_parked = false;
+	rt->batch_busy = true;
+	rt->kops->write(rt->state, &rt->batch);
 }
 
 static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -171,18 +199,22 @@ static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	struct dc_rt *rt = w->data;
 
 	rt->batch_retry = false;
-	if (rt->stopping) {
-		/* Handed back: the broker redelivers what was not acknowledged. */
-		size_t i;
+	if (rt->stopping)
+		hand_back_batch(rt);
+	else
+		write_batch(rt);
+}
 
-		for (i = 0; i < rt->batch.n; i++)
-			hand_back(rt->batch_msgs[i]);
-		rt->batch.n = 0;
-		maybe_drained(rt);
-		return;
-	}
-	rt->batch_busy = true;
-	rt->kops->write(rt->state, &rt->batch);
+void dc_rt_set_result(struct dc_sink_record *r, enum dc_write_result res, const char *error_type,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	r->result = res;
+	r->error_type = res == DC_WRITE_OK ? NULL : error_type;
+	va_start(ap, fmt);
+	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	va_end(ap);
 }
 
 void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)
@@ -255,7 +287,7 @@ void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)
 
 static bool batch_idle(const struct dc_rt *rt)
 {
-	return !rt->batch_busy && !rt->batch_retry && rt->batch.n == 0;
+	return !rt->batch_busy && !rt->batch_retry && !rt->batch_parked && rt->batch.n == 0;
 }
 
 static void start_batch(struct dc_rt *rt)
@@ -283,12 +315,20 @@ static void start_batch(struct dc_rt *rt)
 	rt->kops->write(rt->state, &rt->batch);
 }
 
+/* The external system is back: a parked batch goes first (from the loop, not the sink's stack). */
+void rt_sink_external_up(struct dc_rt *rt)
+{
+	if (rt->batch.records && rt->exit_code < 0 && !rt->stopping)
+		ev_idle_start(rt->loop, &rt->kick);
+}
+
 /* Write what is pending now, or arm the timer for when it is due. */
 static void maybe_flush(struct dc_rt *rt)
 {
 	uint64_t now, linger_at, timeout_at, due;
 
-	if (!batch_idle(rt) || rt->stopping || rt->pend_len == 0 || rt->exit_code >= 0)
+	if (!batch_idle(rt) || rt->stopping || rt->pend_len == 0 || rt->exit_code >= 0 ||
+	    !rt->external_up)
 		return;
 	if (rt->pend_len >= (size_t)rt->batch_size || rt->window_full) {
 		start_batch(rt);
@@ -309,8 +349,13 @@ static void maybe_flush(struct dc_rt *rt)
 
 static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
 {
+	struct dc_rt *rt = w->data;
+
 	ev_idle_stop(loop, w);
-	maybe_flush(w->data);
+	if (rt->batch_parked && rt->external_up && !rt->stopping && rt->exit_code < 0)
+		write_batch(rt);
+	else
+		maybe_flush(rt);
 }
 
 static void on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -452,9 +497,10 @@ void rt_sink_stop(struct dc_rt *rt)
 	}
 	rt->pend_head = rt->pend_tail = NULL;
 	rt->pend_len = 0;
-	if (rt->batch_retry) {
+	if (rt->batch_retry || rt->batch_parked) {
 		ev_timer_stop(rt->loop, &rt->retry_timer);
-		on_retry_timer(rt->loop, &rt->retry_timer, 0);
+		rt->batch_retry = false;
+		hand_back_batch(rt);
 	}
 	maybe_drained(rt);
 }
@@ -487,4 +533,9 @@ void rt_sink_free(struct dc_rt *rt)
 	free(rt->batch_msgs);
 	rt->batch.records = NULL;
 	rt->batch_msgs = NULL;
+}
+
+size_t rt_sink_unfinished(const struct dc_rt *rt)
+{
+	return rt->batch.n + rt->acks_pending + rt->dlq_pending;
 }

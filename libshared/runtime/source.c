@@ -170,7 +170,7 @@ static void on_dlq_done(void *arg, int code, const char *error)
 	if (code != DN_OK) {
 		dc_rt_report_error(rt, r->topic, "dlq", "cannot write to the DLQ %s: %s",
 				   rt->dlq_topic, error);
-		rt_fail(rt, 1);
+		rt_fail(rt, DC_EXIT_FAILURE);
 		return;
 	}
 	r->metrics->dlq++;
@@ -238,7 +238,7 @@ static void rec_failed(struct dc_rt *rt, struct rt_src_rec *r, const char *why)
 	case RT_ON_ERROR_FAIL:
 		break;
 	}
-	rt_fail(rt, 1);
+	rt_fail(rt, DC_EXIT_FAILURE);
 }
 
 static void on_sent(void *arg, int code, const char *error)
@@ -335,13 +335,11 @@ int dc_rt_submit(struct dc_rt *rt, const struct dc_record *rec)
 		dc_log_error("a record without a topic and no [danube] topic");
 		return -EINVAL;
 	}
-	if (rt->q_len >= (size_t)rt->queue_size && !rt->in_stop) {
-		if (!rt->paused) {
-			rt->paused = true;
-			dc_log_debug("queue full (%zu): pausing the source", rt->q_len);
-			rt->sops->pause(rt->state);
-		}
-		return -EAGAIN;
+	/* queue_size is a soft limit: the record is taken, reading stops. */
+	if (rt->q_len >= (size_t)rt->queue_size && !rt->paused && !rt->in_stop) {
+		rt->paused = true;
+		dc_log_debug("queue full (%zu): pausing the source", rt->q_len);
+		rt->sops->pause(rt->state);
 	}
 	return enqueue(rt, rec, topic, NULL);
 }
@@ -443,4 +441,9 @@ void rt_source_free(struct dc_rt *rt)
 	rt->q_len = 0;
 	dc_spool_close(rt->spool);
 	rt->spool = NULL;
+}
+
+size_t rt_source_unfinished(const struct dc_rt *rt)
+{
+	return rt->q_len;
 }

@@ -20,22 +20,13 @@ struct skmq {
 	struct dc_rt *rt;
 	struct skmq_config cfg;
 	struct dc_mqtt *mqtt;
-	struct dc_batch *batch; /* in flight or held until the broker is back */
+	struct dc_batch *batch; /* in flight */
 	int *mids;              /* per record; valid while pending[i] */
 	bool *pending;
 	size_t npending, cap;
 	bool publishing; /* inside publish_batch: on_publish must not finish the batch */
-	bool held;
 	ev_timer ack_w;
 };
-
-static void set_result(struct dc_sink_record *r, enum dc_write_result res, const char *type,
-		       const char *why)
-{
-	r->result = res;
-	r->error_type = type;
-	snprintf(r->error, sizeof(r->error), "%s", why);
-}
 
 static void finish(struct skmq *s)
 {
@@ -52,7 +43,6 @@ static void publish_batch(struct skmq *s)
 	struct dc_batch *b = s->batch;
 	char err[256];
 
-	s->held = false;
 	s->publishing = true;
 	for (size_t i = 0; i < b->n; i++) {
 		struct dc_sink_record *r = &b->records[i];
@@ -60,9 +50,10 @@ static void publish_batch(struct skmq *s)
 		int rc;
 
 		if (!topic) {
-			set_result(r,
-				   strcmp(err, "out of memory") ? DC_WRITE_FATAL : DC_WRITE_RETRY,
-				   strcmp(err, "out of memory") ? "invalid_data" : "external", err);
+			if (strcmp(err, "out of memory") == 0)
+				dc_rt_set_result(r, DC_WRITE_RETRY, "external", "%s", err);
+			else
+				dc_rt_set_result(r, DC_WRITE_FATAL, "invalid_data", "%s", err);
 			continue;
 		}
 		/* A QoS 0 publish can complete inside mosquitto_publish: pending first. */
@@ -78,11 +69,12 @@ static void publish_batch(struct skmq *s)
 			s->pending[i] = false;
 			s->npending--;
 		}
-		snprintf(err, sizeof(err), "MQTT publish: %s", mosquitto_strerror(-rc));
 		if (rc == -MOSQ_ERR_NO_CONN || rc == -MOSQ_ERR_NOMEM)
-			set_result(r, DC_WRITE_RETRY, "external", err);
+			dc_rt_set_result(r, DC_WRITE_RETRY, "external", "MQTT publish: %s",
+					 mosquitto_strerror(-rc));
 		else
-			set_result(r, DC_WRITE_FATAL, "invalid_data", err);
+			dc_rt_set_result(r, DC_WRITE_FATAL, "invalid_data", "MQTT publish: %s",
+					 mosquitto_strerror(-rc));
 	}
 	s->publishing = false;
 	if (s->npending == 0) {
@@ -97,7 +89,7 @@ static void on_publish(void *arg, int mid)
 {
 	struct skmq *s = arg;
 
-	if (!s->batch || s->held)
+	if (!s->batch)
 		return; /* a late confirmation of a record already handed back as RETRY */
 	for (size_t i = 0; i < s->batch->n; i++) {
 		if (s->pending[i] && s->mids[i] == mid) {
@@ -120,8 +112,8 @@ static void ack_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	for (size_t i = 0; i < s->batch->n; i++)
 		if (s->pending[i]) {
 			s->pending[i] = false;
-			set_result(&s->batch->records[i], DC_WRITE_RETRY, "external",
-				   "no confirmation from the MQTT broker in time");
+			dc_rt_set_result(&s->batch->records[i], DC_WRITE_RETRY, "external",
+					 "no confirmation from the MQTT broker in time");
 		}
 	finish(s);
 }
@@ -131,8 +123,6 @@ static void on_connect(void *arg)
 	struct skmq *s = arg;
 
 	dc_rt_external_up(s->rt);
-	if (s->batch && s->held)
-		publish_batch(s);
 }
 
 static void on_disconnect(void *arg, const char *reason)
@@ -157,8 +147,8 @@ static void skmq_write(void *state, struct dc_batch *b)
 		pending = mids ? realloc(s->pending, b->n * sizeof(*pending)) : NULL;
 		if (!pending) {
 			for (size_t i = 0; i < b->n; i++)
-				set_result(&b->records[i], DC_WRITE_RETRY, "external",
-					   "out of memory");
+				dc_rt_set_result(&b->records[i], DC_WRITE_RETRY, "external",
+						 "out of memory");
 			dc_rt_write_done(s->rt, b);
 			return;
 		}
@@ -167,14 +157,10 @@ static void skmq_write(void *state, struct dc_batch *b)
 	}
 	memset(s->pending, 0, b->n * sizeof(*s->pending));
 	for (size_t i = 0; i < b->n; i++)
-		set_result(&b->records[i], DC_WRITE_RETRY, "external", "not confirmed");
+		dc_rt_set_result(&b->records[i], DC_WRITE_RETRY, "external", "not confirmed");
 	s->batch = b;
 	s->npending = 0;
-	/* Nothing is acknowledged while the broker is away: hold the batch until it is back. */
-	if (!dc_mqtt_connected(s->mqtt)) {
-		s->held = true;
-		return;
-	}
+	/* The runtime writes only while the broker is connected (dc_rt_external_up). */
 	publish_batch(s);
 }
 

@@ -58,7 +58,7 @@ struct skpg {
 	struct offset *offs;
 	size_t noffs;
 
-	struct dc_batch *batch; /* being written, or held until the connection is ready */
+	struct dc_batch *batch; /* being written */
 	const struct dn_message **msgs;
 	size_t *todo; /* records to write (exactly_once skips some) */
 	size_t ntodo;
@@ -66,7 +66,6 @@ struct skpg {
 	size_t nstack;
 	struct range cur;
 	bool in_flight;
-	bool held;           /* received, not begun: waiting for the connection */
 	bool resume_checked; /* the first batch was compared with the stored offsets */
 	size_t cap;
 	struct dc_buf json, offsets_json;
@@ -75,20 +74,11 @@ struct skpg {
 static void next_range(struct skpg *s);
 static void setup_next(struct skpg *s);
 
-static void set_result(struct dc_sink_record *r, enum dc_write_result res, const char *type,
-		       const char *why)
-{
-	r->result = res;
-	r->error_type = type;
-	snprintf(r->error, sizeof(r->error), "%s", why);
-}
-
 static void finish(struct skpg *s)
 {
 	struct dc_batch *b = s->batch;
 
 	s->batch = NULL;
-	s->held = false;
 	s->in_flight = false;
 	s->nstack = 0;
 	dc_rt_write_done(s->rt, b);
@@ -103,7 +93,8 @@ static void retry_rest(struct skpg *s, const char *why)
 		const struct range *r = k < s->nstack ? &s->stack[k] : &all[0];
 
 		for (size_t i = r->lo; i < r->hi; i++)
-			set_result(&s->batch->records[s->todo[i]], DC_WRITE_RETRY, "external", why);
+			dc_rt_set_result(&s->batch->records[s->todo[i]], DC_WRITE_RETRY,
+					 "external", "%s", why);
 	}
 	finish(s);
 }
@@ -207,8 +198,8 @@ static void on_written(void *arg, const PGresult *res, const char *why)
 		size_t lo = s->cur.lo, hi = s->cur.hi, mid = lo + (hi - lo) / 2;
 
 		if (hi - lo == 1) {
-			set_result(&s->batch->records[s->todo[lo]], DC_WRITE_FATAL, "invalid_data",
-				   err);
+			dc_rt_set_result(&s->batch->records[s->todo[lo]], DC_WRITE_FATAL,
+					 "invalid_data", "%s", err);
 		} else {
 			/* Halves in their own transactions, the earlier one first (on top). */
 			dc_log_debug("bisecting %zu records: %s", hi - lo, err);
@@ -392,13 +383,11 @@ static void begin(struct skpg *s)
 	struct dc_batch *b = s->batch;
 	size_t skipped = 0;
 
-	s->held = false;
 	s->ntodo = 0;
 	for (size_t i = 0; i < s->noffs; i++)
 		s->offs[i].has_seen = false;
 	for (size_t i = 0; i < b->n; i++) {
 		const struct dn_message *m = s->msgs[i];
-		char why[128];
 		size_t bad;
 
 		if (s->cfg.exactly_once && !s->resume_checked && s->cfg.single_consumer)
@@ -409,9 +398,8 @@ static void begin(struct skpg *s)
 		}
 		/* Not UTF-8 is not JSON: refused here, never altered into something that parses. */
 		if (!dc_utf8_valid(m->payload, m->payload_len, &bad)) {
-			snprintf(why, sizeof(why),
-				 "payload is not valid UTF-8 (byte %zu), so not JSON", bad);
-			set_result(&b->records[i], DC_WRITE_FATAL, "invalid_data", why);
+			dc_rt_set_result(&b->records[i], DC_WRITE_FATAL, "invalid_data",
+					 "payload is not valid UTF-8 (byte %zu), so not JSON", bad);
 			continue;
 		}
 		s->todo[s->ntodo++] = i;
@@ -435,19 +423,16 @@ static void skpg_write(void *state, struct dc_batch *b)
 
 	if (!grow(s, b->n)) {
 		for (size_t i = 0; i < b->n; i++)
-			set_result(&b->records[i], DC_WRITE_RETRY, "external", "out of memory");
+			dc_rt_set_result(&b->records[i], DC_WRITE_RETRY, "external",
+					 "out of memory");
 		dc_rt_write_done(s->rt, b);
 		return;
 	}
+	/* The runtime writes only while PostgreSQL is ready (dc_rt_external_up). */
 	s->batch = b;
-	for (size_t i = 0; i < b->n; i++) {
-		set_result(&b->records[i], DC_WRITE_OK, NULL, "");
+	for (size_t i = 0; i < b->n; i++)
 		s->msgs[i] = b->records[i].msg;
-	}
-	/* Nothing is acknowledged while PostgreSQL is away: held until it is back. */
-	s->held = true;
-	if (s->ready)
-		begin(s);
+	begin(s);
 }
 
 /* ------------------------------------------------------------------ setup */
@@ -589,8 +574,6 @@ static void setup_next(struct skpg *s)
 		dc_log_info("postgres: ready to write into %s", s->cfg.table);
 		skpg_conn_usable(s->conn);
 		dc_rt_external_up(s->rt);
-		if (s->batch && s->held)
-			begin(s);
 		return;
 	}
 	if (!sql && s->step != SETUP_COLUMNS)

@@ -17,20 +17,12 @@
 #include "runtime/connector.h"
 #include "smq.h"
 
-/* A message libmosquitto already acknowledged that the runtime could not take yet. */
-struct held {
-	struct held *next;
-	struct mosquitto_message msg;
-	uint64_t received_us;
-};
-
 struct smq {
 	struct dc_rt *rt;
 	struct smq_config cfg;
 	struct dc_mqtt *mqtt;
-	struct held *head, *tail;
 	uint64_t next_token;
-	bool paused, stopped;
+	bool stopped;
 };
 
 static const struct smq_route *route_for(const struct smq *s, const char *topic)
@@ -45,9 +37,10 @@ static const struct smq_route *route_for(const struct smq *s, const char *topic)
 	return NULL;
 }
 
-/* Returns 0 when taken (or dropped for good), -EAGAIN when the runtime is full. */
-static int submit(struct smq *s, const struct mosquitto_message *m, uint64_t received_us)
+/* Hands a message to the runtime, which takes it even when full (and pauses us). */
+static void on_message(void *arg, const struct mosquitto_message *m)
 {
+	struct smq *s = arg;
 	const struct smq_route *r = route_for(s, m->topic);
 	char qos[4];
 	struct dn_attr attrs[5] = {
@@ -57,100 +50,32 @@ static int submit(struct smq *s, const struct mosquitto_message *m, uint64_t rec
 		{"mqtt.dup", "false"},
 		{"source", "mqtt"},
 	};
-	struct dc_record rec = {0};
+	struct dc_record rec = {
+		.payload = m->payload ? m->payload : "",
+		.len = (size_t)m->payloadlen,
+		.attrs = attrs,
+		.nattrs = 5,
+		.routing_key = m->topic,
+		.token = s->next_token + 1,
+	};
 	int rc;
 
 	if (!r) {
 		/* A persistent session can still hold subscriptions from an older configuration. */
 		dc_rt_report_error(s->rt, "", "invalid_data",
 				   "MQTT topic %s matches no route: message dropped", m->topic);
-		return 0;
+		return;
 	}
 	snprintf(qos, sizeof(qos), "%d", m->qos);
-	rec.payload = m->payload ? m->payload : "";
-	rec.len = (size_t)m->payloadlen;
-	rec.attrs = attrs;
-	rec.nattrs = 5;
-	rec.routing_key = m->topic;
 	rec.topic = r->danube_topic;
-	rec.token = ++s->next_token;
-	rec.received_us = received_us;
 	rc = dc_rt_submit(s->rt, &rec);
-	if (rc == -EAGAIN) {
-		s->next_token--;
-		return rc;
+	if (rc == 0) {
+		s->next_token++;
+		return;
 	}
-	if (rc != 0) {
-		s->next_token--;
-		dc_rt_report_error(s->rt, r->danube_topic ? r->danube_topic : "", "broker",
-				   "cannot hand a message of %s to the runtime: %s", m->topic,
-				   strerror(-rc));
-		return rc;
-	}
-	return 0;
-}
-
-static int hold(struct smq *s, const struct mosquitto_message *m, uint64_t received_us)
-{
-	struct held *h = calloc(1, sizeof(*h));
-
-	if (!h)
-		return -ENOMEM;
-	if (mosquitto_message_copy(&h->msg, m) != MOSQ_ERR_SUCCESS) {
-		free(h);
-		return -ENOMEM;
-	}
-	h->received_us = received_us;
-	if (s->tail)
-		s->tail->next = h;
-	else
-		s->head = h;
-	s->tail = h;
-	return 0;
-}
-
-static void drop_head(struct smq *s)
-{
-	struct held *h = s->head;
-
-	s->head = h->next;
-	if (!s->head)
-		s->tail = NULL;
-	mosquitto_message_free_contents(&h->msg);
-	free(h);
-}
-
-/* Offer held messages in arrival order until the runtime is full again. */
-static void flush_held(struct smq *s)
-{
-	while (s->head && !s->paused) {
-		int rc = submit(s, &s->head->msg, s->head->received_us);
-
-		if (rc == -EAGAIN)
-			return;
-		if (rc != 0 && rc != -EPIPE)
-			return; /* out of memory: try again on the next resume */
-		if (rc == -EPIPE)
-			dc_log_error("source-mqtt: a message of %s was lost at shutdown",
-				     s->head->msg.topic);
-		drop_head(s);
-	}
-}
-
-static void on_message(void *arg, const struct mosquitto_message *m)
-{
-	struct smq *s = arg;
-	uint64_t now = dc_now_us();
-	int rc;
-
-	/* Ordering: while anything is held, newer messages queue behind it. */
-	if (!s->head && !s->paused) {
-		rc = submit(s, m, now);
-		if (rc != -EAGAIN && rc != -ENOMEM)
-			return;
-	}
-	if (hold(s, m, now) != 0)
-		dc_log_error("source-mqtt: out of memory: a message of %s was lost", m->topic);
+	/* libmosquitto acknowledged it to the MQTT broker already: it is lost. */
+	dc_rt_report_error(s->rt, r->danube_topic ? r->danube_topic : "", "broker",
+			   "a message of %s was lost: %s", m->topic, strerror(-rc));
 }
 
 static void on_connect(void *arg)
@@ -225,7 +150,6 @@ static void smq_pause(void *state)
 {
 	struct smq *s = state;
 
-	s->paused = true;
 	dc_mqtt_pause(s->mqtt);
 }
 
@@ -233,11 +157,7 @@ static void smq_resume(void *state)
 {
 	struct smq *s = state;
 
-	if (s->stopped)
-		return;
-	s->paused = false;
-	flush_held(s);
-	if (!s->paused)
+	if (!s->stopped)
 		dc_mqtt_resume(s->mqtt);
 }
 
@@ -255,11 +175,7 @@ static void smq_stop(void *state)
 {
 	struct smq *s = state;
 
-	/* Held messages are acknowledged to the MQTT broker: hand them over while we may. */
-	s->paused = false;
-	flush_held(s);
 	s->stopped = true;
-	s->paused = true;
 	dc_mqtt_pause(s->mqtt);
 }
 
@@ -267,10 +183,6 @@ static void smq_close(void *state)
 {
 	struct smq *s = state;
 
-	if (s->head)
-		dc_log_error("source-mqtt: messages held at exit were not delivered");
-	while (s->head)
-		drop_head(s);
 	dc_mqtt_free(s->mqtt);
 	smq_config_free(&s->cfg);
 	free(s);
