@@ -78,8 +78,8 @@ struct dc_rt {
 	size_t pend_len;
 	struct dc_batch batch;
 	struct rt_sink_msg **batch_msgs;
-	bool batch_busy;  /* the sink's write is running */
-	bool batch_retry; /* waiting for retry_timer */
+	bool batch_busy;   /* the sink's write is running */
+	bool batch_retry;  /* waiting for retry_timer */
 	bool batch_parked; /* waiting for the external system to be up */
 	/* A pending message filled its partition's broker window: write now. */
 	bool window_full;

@@ -8,23 +8,25 @@
 #define P "postgres"
 static const char *const modes[] = {"insert", "upsert", NULL};
 
+/* clang-format off */
 const struct dc_cfg_key skpg_keys[] = {
-	{P, "conninfo", DC_CFG_STRING, NULL, DC_CFG_REQUIRED | DC_CFG_SECRET, 0, 0, NULL, NULL},
-	{P, "table", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
-	{P, "mode", DC_CFG_ENUM, "insert", 0, 0, 0, modes, NULL},
-	{P, "key_columns", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "payload_column", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "columns", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "topic_column", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "offset_column", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "attribute_columns", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "exactly_once", DC_CFG_BOOL, "false", 0, 0, 0, NULL, NULL},
-	{P, "offsets_table", DC_CFG_STRING, "danube_connect_offsets", 0, 0, 0, NULL, NULL},
-	{P, "connect_timeout_ms", DC_CFG_DURATION, "10000", 0, 100, 3600000, NULL, NULL},
-	{P, "write_timeout_ms", DC_CFG_DURATION, "60000", 0, 100, 3600000, NULL, NULL},
-	{P, "reconnect_backoff_ms", DC_CFG_DURATION, "200", 0, 1, 3600000, NULL, NULL},
-	{P, "reconnect_backoff_max_ms", DC_CFG_DURATION, "30000", 0, 1, 3600000, NULL, NULL},
+	{.section = P, .key = "conninfo", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED | DC_CFG_SECRET},
+	{.section = P, .key = "table", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
+	{.section = P, .key = "mode", .type = DC_CFG_ENUM, .def = "insert", .choices = modes},
+	{.section = P, .key = "key_columns", .type = DC_CFG_STRING},
+	{.section = P, .key = "payload_column", .type = DC_CFG_STRING},
+	{.section = P, .key = "columns", .type = DC_CFG_STRING},
+	{.section = P, .key = "topic_column", .type = DC_CFG_STRING},
+	{.section = P, .key = "offset_column", .type = DC_CFG_STRING},
+	{.section = P, .key = "attribute_columns", .type = DC_CFG_STRING},
+	{.section = P, .key = "exactly_once", .type = DC_CFG_BOOL, .def = "false"},
+	{.section = P, .key = "offsets_table", .type = DC_CFG_STRING, .def = "danube_connect_offsets"},
+	{.section = P, .key = "connect_timeout_ms", .type = DC_CFG_DURATION, .def = "10000", .min = 100, .max = 3600000},
+	{.section = P, .key = "write_timeout_ms", .type = DC_CFG_DURATION, .def = "60000", .min = 100, .max = 3600000},
+	{.section = P, .key = "reconnect_backoff_ms", .type = DC_CFG_DURATION, .def = "200", .min = 1, .max = 3600000},
+	{.section = P, .key = "reconnect_backoff_max_ms", .type = DC_CFG_DURATION, .def = "30000", .min = 1, .max = 3600000},
 };
+/* clang-format on */
 const size_t skpg_nkeys = sizeof(skpg_keys) / sizeof(skpg_keys[0]);
 
 static void free_list(char **l, size_t n)

@@ -93,8 +93,8 @@ static void retry_rest(struct skpg *s, const char *why)
 		const struct range *r = k < s->nstack ? &s->stack[k] : &all[0];
 
 		for (size_t i = r->lo; i < r->hi; i++)
-			dc_rt_set_result(&s->batch->records[s->todo[i]], DC_WRITE_RETRY,
-					 "external", "%s", why);
+			dc_rt_set_result(&s->batch->records[s->todo[i]], DC_WRITE_RETRY, "external",
+					 "%s", why);
 	}
 	finish(s);
 }

@@ -8,18 +8,20 @@
 #include "spg.h"
 
 #define P "postgres"
+/* clang-format off */
 const struct dc_cfg_key spg_keys[] = {
-	{P, "conninfo", DC_CFG_STRING, NULL, DC_CFG_REQUIRED | DC_CFG_SECRET, 0, 0, NULL, NULL},
-	{P, "publication", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "slot", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "tables", DC_CFG_STRING, "", 0, 0, 0, NULL, NULL},
-	{P, "topic_template", DC_CFG_STRING, "/default/{schema}-{table}", 0, 0, 0, NULL, NULL},
-	{P, "create_publication", DC_CFG_BOOL, "true", 0, 0, 0, NULL, NULL},
-	{P, "create_slot", DC_CFG_BOOL, "true", 0, 0, 0, NULL, NULL},
-	{P, "status_interval_ms", DC_CFG_DURATION, "1000", 0, 10, 600000, NULL, NULL},
-	{P, "reconnect_backoff_ms", DC_CFG_DURATION, "200", 0, 1, 3600000, NULL, NULL},
-	{P, "reconnect_backoff_max_ms", DC_CFG_DURATION, "10000", 0, 1, 3600000, NULL, NULL},
+	{.section = P, .key = "conninfo", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED | DC_CFG_SECRET},
+	{.section = P, .key = "publication", .type = DC_CFG_STRING},
+	{.section = P, .key = "slot", .type = DC_CFG_STRING},
+	{.section = P, .key = "tables", .type = DC_CFG_STRING, .def = ""},
+	{.section = P, .key = "topic_template", .type = DC_CFG_STRING, .def = "/default/{schema}-{table}"},
+	{.section = P, .key = "create_publication", .type = DC_CFG_BOOL, .def = "true"},
+	{.section = P, .key = "create_slot", .type = DC_CFG_BOOL, .def = "true"},
+	{.section = P, .key = "status_interval_ms", .type = DC_CFG_DURATION, .def = "1000", .min = 10, .max = 600000},
+	{.section = P, .key = "reconnect_backoff_ms", .type = DC_CFG_DURATION, .def = "200", .min = 1, .max = 3600000},
+	{.section = P, .key = "reconnect_backoff_max_ms", .type = DC_CFG_DURATION, .def = "10000", .min = 1, .max = 3600000},
 };
+/* clang-format on */
 const size_t spg_nkeys = sizeof(spg_keys) / sizeof(spg_keys[0]);
 
 /* Slot and publication names: what PostgreSQL accepts for a slot, so both need no quoting. */

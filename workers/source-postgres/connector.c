@@ -268,8 +268,7 @@ static int on_copy(struct spg *s, const uint8_t *buf, size_t len, char *why, siz
 		 * nothing more for us (changes to other tables, empty
 		 * transactions): confirmable once what came before is acked.
 		 */
-		if (!s->in_txn &&
-		    spg_position_mark(&s->pos, get64(buf + 1)) != 0) {
+		if (!s->in_txn && spg_position_mark(&s->pos, get64(buf + 1)) != 0) {
 			snprintf(why, whylen, "out of memory");
 			return -ENOMEM;
 		}

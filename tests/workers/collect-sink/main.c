@@ -20,15 +20,17 @@
 #include "log.h"
 #include "runtime/connector.h"
 
+/* clang-format off */
 static const struct dc_cfg_key collect_keys[] = {
-	{"collect", "out_file", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
-	{"collect", "fatal_contains", DC_CFG_STRING, "poison", 0, 0, 0, NULL, NULL},
-	{"collect", "retry_contains", DC_CFG_STRING, "retry-forever", 0, 0, 0, NULL, NULL},
-	{"collect", "retry_first", DC_CFG_INT, "0", 0, 0, 1000, NULL, NULL},
-	{"collect", "delay_ms", DC_CFG_DURATION, "0", 0, 0, 0, NULL, NULL},
-	{"collect", "down_contains", DC_CFG_STRING, "target-down", 0, 0, 0, NULL, NULL},
-	{"collect", "down_attempts", DC_CFG_INT, "2", 0, 0, 1000, NULL, NULL},
+	{.section = "collect", .key = "out_file", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
+	{.section = "collect", .key = "fatal_contains", .type = DC_CFG_STRING, .def = "poison"},
+	{.section = "collect", .key = "retry_contains", .type = DC_CFG_STRING, .def = "retry-forever"},
+	{.section = "collect", .key = "retry_first", .type = DC_CFG_INT, .def = "0", .max = 1000},
+	{.section = "collect", .key = "delay_ms", .type = DC_CFG_DURATION, .def = "0"},
+	{.section = "collect", .key = "down_contains", .type = DC_CFG_STRING, .def = "target-down"},
+	{.section = "collect", .key = "down_attempts", .type = DC_CFG_INT, .def = "2", .max = 1000},
 };
+/* clang-format on */
 
 struct collect {
 	struct dc_rt *rt;

@@ -17,13 +17,15 @@
 #include "log.h"
 #include "runtime/connector.h"
 
+/* clang-format off */
 static const struct dc_cfg_key echo_keys[] = {
-	{"echo", "count", DC_CFG_INT, "10", 0, 0, 100000000, NULL, NULL},
-	{"echo", "prefix", DC_CFG_STRING, "rec", 0, 0, 0, NULL, NULL},
-	{"echo", "topic", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{"echo", "routing_key", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{"echo", "big_seq", DC_CFG_INT, "0", 0, 0, 100000000, NULL, NULL},
+	{.section = "echo", .key = "count", .type = DC_CFG_INT, .def = "10", .max = 100000000},
+	{.section = "echo", .key = "prefix", .type = DC_CFG_STRING, .def = "rec"},
+	{.section = "echo", .key = "topic", .type = DC_CFG_STRING},
+	{.section = "echo", .key = "routing_key", .type = DC_CFG_STRING},
+	{.section = "echo", .key = "big_seq", .type = DC_CFG_INT, .def = "0", .max = 100000000},
 };
+/* clang-format on */
 
 #define BIG_LEN (5u << 20)
 
