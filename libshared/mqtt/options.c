@@ -23,6 +23,7 @@ const struct dc_cfg_key dc_mqtt_conn_keys[] = {
 	{M, "reconnect_backoff_max_ms", DC_CFG_DURATION, "30000", 0, 1, 3600000, NULL, NULL},
 };
 const size_t dc_mqtt_nconn_keys = sizeof(dc_mqtt_conn_keys) / sizeof(dc_mqtt_conn_keys[0]);
+const struct dc_cfg_table dc_mqtt_conn_table = DC_CFG_TABLE(dc_mqtt_conn_keys);
 
 int dc_mqtt_opts_load(struct dc_mqtt_opts *o, const struct dc_config *cfg, const char *name,
 		      char *id_buf, size_t id_len, struct dc_diag *diag)

@@ -8,10 +8,12 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "config_keys.h"
 #include "mqtt/client.h"
 
 extern const struct dc_cfg_key dc_mqtt_conn_keys[];
 extern const size_t dc_mqtt_nconn_keys;
+extern const struct dc_cfg_table dc_mqtt_conn_table; /* the same, for a connector's ops */
 
 /*
  * Fills o from cfg ([mqtt]); the default client_id is "danube-connect-NAME",

@@ -26,10 +26,13 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "config_keys.h"
 #include "danube/client.h"
 
 struct ev_loop;
 struct dc_rt;
+
+#define DC_RT_MAX_KEY_TABLES 4
 
 /* The worker's loop, its connector name (file stem or CONNECTOR_NAME), its config. */
 struct ev_loop *dc_rt_loop(struct dc_rt *rt);
@@ -71,9 +74,9 @@ struct dc_record {
 int dc_rt_submit(struct dc_rt *rt, const struct dc_record *rec);
 
 struct dc_source_ops {
-	const char *type;              /* "source-mqtt": the binary and syslog names */
-	const struct dc_cfg_key *keys; /* the connector's own sections' keys */
-	size_t nkeys;
+	const char *type; /* "source-mqtt": the binary and syslog names */
+	/* The connector's own sections' keys: up to DC_RT_MAX_KEY_TABLES tables. */
+	const struct dc_cfg_table *keys[DC_RT_MAX_KEY_TABLES];
 	/*
 	 * Check the configuration beyond types (report FILE:LINE problems into
 	 * diag via dc_config_where) and allocate state. No I/O yet: --check
@@ -138,8 +141,7 @@ void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch);
 
 struct dc_sink_ops {
 	const char *type;
-	const struct dc_cfg_key *keys;
-	size_t nkeys;
+	const struct dc_cfg_table *keys[DC_RT_MAX_KEY_TABLES];
 	int (*open)(struct dc_rt *rt, const struct dc_config *cfg, void **state,
 		    struct dc_diag *diag);
 	int (*start)(void *state);
@@ -159,5 +161,17 @@ struct dc_sink_ops {
  */
 int dc_source_main(int argc, char **argv, const struct dc_source_ops *ops);
 int dc_sink_main(int argc, char **argv, const struct dc_sink_ops *ops);
+
+/* A connector's whole main(): DC_SOURCE_WORKER(my_ops) at the end of its file. */
+#define DC_SOURCE_WORKER(ops)                              \
+	int main(int argc, char **argv)                    \
+	{                                                  \
+		return dc_source_main(argc, argv, &(ops)); \
+	}
+#define DC_SINK_WORKER(ops)                              \
+	int main(int argc, char **argv)                  \
+	{                                                \
+		return dc_sink_main(argc, argv, &(ops)); \
+	}
 
 #endif

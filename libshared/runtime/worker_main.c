@@ -349,8 +349,12 @@ static int parse_on_error(struct dc_rt *rt, struct dc_diag *diag)
 	return 0;
 }
 
-static int load_config(struct dc_rt *rt, const char *file, const struct dc_cfg_key *own,
-		       size_t nown, struct dc_diag *diag)
+/* An empty table where a connector lists fewer than DC_RT_MAX_KEY_TABLES. */
+#define OWN(i) own[i] ? own[i]->keys : dc_cfg_keys_runtime, own[i] ? own[i]->n : (size_t)0
+
+static int load_config(struct dc_rt *rt, const char *file,
+		       const struct dc_cfg_table *const own[DC_RT_MAX_KEY_TABLES],
+		       struct dc_diag *diag)
 {
 	struct dc_config_src src = {0};
 	struct dc_cfg_key *keys;
@@ -358,8 +362,9 @@ static int load_config(struct dc_rt *rt, const char *file, const struct dc_cfg_k
 	const char *g = getenv("DANUBE_CONNECT_GLOBAL_CONFIG");
 	int rc;
 
+	_Static_assert(DC_RT_MAX_KEY_TABLES == 4, "OWN(0) .. OWN(3) below");
 	if (dc_cfg_keys_concat(&keys, &n, DC_CFG_KEYS_CONNECTOR, DC_CFG_KEYS_DANUBE,
-			       DC_CFG_KEYS_RUNTIME, own, own ? nown : (size_t)0, NULL) != 0) {
+			       DC_CFG_KEYS_RUNTIME, OWN(0), OWN(1), OWN(2), OWN(3), NULL) != 0) {
 		dc_diag_add(diag, "out of memory");
 		return -1;
 	}
@@ -523,8 +528,7 @@ static int worker_main(int argc, char **argv, const struct dc_source_ops *sops,
 	rt.kops = kops;
 	rt.exit_code = -1;
 	dc_diag_init(&diag);
-	if (load_config(&rt, file, sops ? sops->keys : kops->keys, sops ? sops->nkeys : kops->nkeys,
-			&diag) != 0) {
+	if (load_config(&rt, file, sops ? sops->keys : kops->keys, &diag) != 0) {
 		dc_diag_write(&diag, STDERR_FILENO);
 		dc_diag_free(&diag);
 		dc_config_free(rt.cfg);

@@ -8,14 +8,14 @@
 
 #define M "mqtt"
 /* clang-format off */
-const struct dc_cfg_key skmq_keys[] = {
+static const struct dc_cfg_key keys[] = {
 	{.section = M, .key = "topic", .type = DC_CFG_STRING},
 	{.section = M, .key = "qos", .type = DC_CFG_INT, .def = "1", .max = 2},
 	{.section = M, .key = "retain", .type = DC_CFG_BOOL, .def = "false"},
 	{.section = M, .key = "ack_timeout_ms", .type = DC_CFG_DURATION, .def = "30000", .min = 100, .max = 3600000},
 };
 /* clang-format on */
-const size_t skmq_nkeys = sizeof(skmq_keys) / sizeof(skmq_keys[0]);
+const struct dc_cfg_table skmq_keys = DC_CFG_TABLE(keys);
 
 /* Every "{" opens "{attr.NAME}" with a non-empty NAME. */
 static int template_ok(const char *t)

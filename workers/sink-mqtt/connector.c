@@ -222,27 +222,13 @@ static void skmq_close(void *state)
 	free(s);
 }
 
-int main(int argc, char **argv)
-{
-	struct dc_sink_ops ops = {
-		.type = "sink-mqtt",
-		.open = skmq_open,
-		.start = skmq_start,
-		.write = skmq_write,
-		.close = skmq_close,
-	};
-	struct dc_cfg_key *keys;
-	size_t n;
-	int rc;
+static const struct dc_sink_ops skmq_ops = {
+	.type = "sink-mqtt",
+	.keys = {&dc_mqtt_conn_table, &skmq_keys},
+	.open = skmq_open,
+	.start = skmq_start,
+	.write = skmq_write,
+	.close = skmq_close,
+};
 
-	if (dc_cfg_keys_concat(&keys, &n, dc_mqtt_conn_keys, dc_mqtt_nconn_keys, skmq_keys,
-			       skmq_nkeys, NULL) != 0) {
-		fprintf(stderr, "sink-mqtt: out of memory\n");
-		return 1;
-	}
-	ops.keys = keys;
-	ops.nkeys = n;
-	rc = dc_sink_main(argc, argv, &ops);
-	free(keys);
-	return rc;
-}
+DC_SINK_WORKER(skmq_ops)

@@ -9,7 +9,7 @@
 static const char *const modes[] = {"insert", "upsert", NULL};
 
 /* clang-format off */
-const struct dc_cfg_key skpg_keys[] = {
+static const struct dc_cfg_key keys[] = {
 	{.section = P, .key = "conninfo", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED | DC_CFG_SECRET},
 	{.section = P, .key = "table", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
 	{.section = P, .key = "mode", .type = DC_CFG_ENUM, .def = "insert", .choices = modes},
@@ -27,7 +27,7 @@ const struct dc_cfg_key skpg_keys[] = {
 	{.section = P, .key = "reconnect_backoff_max_ms", .type = DC_CFG_DURATION, .def = "30000", .min = 1, .max = 3600000},
 };
 /* clang-format on */
-const size_t skpg_nkeys = sizeof(skpg_keys) / sizeof(skpg_keys[0]);
+const struct dc_cfg_table skpg_keys = DC_CFG_TABLE(keys);
 
 static void free_list(char **l, size_t n)
 {

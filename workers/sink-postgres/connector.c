@@ -659,17 +659,13 @@ static void skpg_close(void *state)
 	skpg_free(state);
 }
 
-int main(int argc, char **argv)
-{
-	struct dc_sink_ops ops = {
-		.type = "sink-postgres",
-		.keys = skpg_keys,
-		.nkeys = skpg_nkeys,
-		.open = skpg_open,
-		.start = skpg_start,
-		.write = skpg_write,
-		.close = skpg_close,
-	};
+static const struct dc_sink_ops skpg_ops = {
+	.type = "sink-postgres",
+	.keys = {&skpg_keys},
+	.open = skpg_open,
+	.start = skpg_start,
+	.write = skpg_write,
+	.close = skpg_close,
+};
 
-	return dc_sink_main(argc, argv, &ops);
-}
+DC_SINK_WORKER(skpg_ops)

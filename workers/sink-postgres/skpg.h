@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "config_keys.h"
 #include "danube/client.h"
 #include "strbuf.h"
 
@@ -41,8 +42,7 @@ struct skpg_config {
 	uint64_t connect_timeout_ms, write_timeout_ms, backoff_ms, backoff_max_ms;
 };
 
-extern const struct dc_cfg_key skpg_keys[];
-extern const size_t skpg_nkeys;
+extern const struct dc_cfg_table skpg_keys; /* its own sections */
 
 /* Reads and checks [postgres] (no I/O); problems go to diag as FILE:LINE lines. 0 or -1. */
 int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const char *name,

@@ -10,13 +10,13 @@
 
 #define R "route"
 /* clang-format off */
-const struct dc_cfg_key smq_keys[] = {
+static const struct dc_cfg_key keys[] = {
 	{.section = R, .key = "mqtt_topic", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED | DC_CFG_MULTI},
 	{.section = R, .key = "qos", .type = DC_CFG_INT, .def = "1", .flags = DC_CFG_MULTI, .max = 2},
 	{.section = R, .key = "danube_topic", .type = DC_CFG_STRING, .flags = DC_CFG_MULTI},
 };
 /* clang-format on */
-const size_t smq_nkeys = sizeof(smq_keys) / sizeof(smq_keys[0]);
+const struct dc_cfg_table smq_keys = DC_CFG_TABLE(keys);
 
 int smq_config_load(struct smq_config *c, const struct dc_config *cfg, const char *name,
 		    struct dc_diag *diag)

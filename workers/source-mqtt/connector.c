@@ -188,30 +188,16 @@ static void smq_close(void *state)
 	free(s);
 }
 
-int main(int argc, char **argv)
-{
-	struct dc_source_ops ops = {
-		.type = "source-mqtt",
-		.open = smq_open,
-		.start = smq_start,
-		.pause = smq_pause,
-		.resume = smq_resume,
-		.committed = smq_committed,
-		.stop = smq_stop,
-		.close = smq_close,
-	};
-	struct dc_cfg_key *keys;
-	size_t n;
-	int rc;
+static const struct dc_source_ops smq_ops = {
+	.type = "source-mqtt",
+	.keys = {&dc_mqtt_conn_table, &smq_keys},
+	.open = smq_open,
+	.start = smq_start,
+	.pause = smq_pause,
+	.resume = smq_resume,
+	.committed = smq_committed,
+	.stop = smq_stop,
+	.close = smq_close,
+};
 
-	if (dc_cfg_keys_concat(&keys, &n, dc_mqtt_conn_keys, dc_mqtt_nconn_keys, smq_keys,
-			       smq_nkeys, NULL) != 0) {
-		fprintf(stderr, "source-mqtt: out of memory\n");
-		return 1;
-	}
-	ops.keys = keys;
-	ops.nkeys = n;
-	rc = dc_source_main(argc, argv, &ops);
-	free(keys);
-	return rc;
-}
+DC_SOURCE_WORKER(smq_ops)

@@ -9,7 +9,7 @@
 
 #define P "postgres"
 /* clang-format off */
-const struct dc_cfg_key spg_keys[] = {
+static const struct dc_cfg_key keys[] = {
 	{.section = P, .key = "conninfo", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED | DC_CFG_SECRET},
 	{.section = P, .key = "publication", .type = DC_CFG_STRING},
 	{.section = P, .key = "slot", .type = DC_CFG_STRING},
@@ -22,7 +22,7 @@ const struct dc_cfg_key spg_keys[] = {
 	{.section = P, .key = "reconnect_backoff_max_ms", .type = DC_CFG_DURATION, .def = "10000", .min = 1, .max = 3600000},
 };
 /* clang-format on */
-const size_t spg_nkeys = sizeof(spg_keys) / sizeof(spg_keys[0]);
+const struct dc_cfg_table spg_keys = DC_CFG_TABLE(keys);
 
 /* Slot and publication names: what PostgreSQL accepts for a slot, so both need no quoting. */
 static bool simple_name(const char *s)

@@ -696,20 +696,16 @@ static void spg_close(void *state)
 	free(s);
 }
 
-int main(int argc, char **argv)
-{
-	struct dc_source_ops ops = {
-		.type = "source-postgres",
-		.keys = spg_keys,
-		.nkeys = spg_nkeys,
-		.open = spg_open,
-		.start = spg_start,
-		.pause = spg_pause,
-		.resume = spg_resume,
-		.committed = spg_committed,
-		.stop = spg_stop,
-		.close = spg_close,
-	};
+static const struct dc_source_ops spg_ops = {
+	.type = "source-postgres",
+	.keys = {&spg_keys},
+	.open = spg_open,
+	.start = spg_start,
+	.pause = spg_pause,
+	.resume = spg_resume,
+	.committed = spg_committed,
+	.stop = spg_stop,
+	.close = spg_close,
+};
 
-	return dc_source_main(argc, argv, &ops);
-}
+DC_SOURCE_WORKER(spg_ops)

@@ -26,6 +26,7 @@ static const struct dc_cfg_key echo_keys[] = {
 	{.section = "echo", .key = "big_seq", .type = DC_CFG_INT, .def = "0", .max = 100000000},
 };
 /* clang-format on */
+static const struct dc_cfg_table echo_table = DC_CFG_TABLE(echo_keys);
 
 #define BIG_LEN (5u << 20)
 
@@ -159,8 +160,7 @@ static void echo_close(void *state)
 
 static const struct dc_source_ops echo_ops = {
 	.type = "echo-source",
-	.keys = echo_keys,
-	.nkeys = sizeof(echo_keys) / sizeof(echo_keys[0]),
+	.keys = {&echo_table},
 	.open = echo_open,
 	.start = echo_start,
 	.pause = echo_pause,
@@ -170,7 +170,4 @@ static const struct dc_source_ops echo_ops = {
 	.close = echo_close,
 };
 
-int main(int argc, char **argv)
-{
-	return dc_source_main(argc, argv, &echo_ops);
-}
+DC_SOURCE_WORKER(echo_ops)
