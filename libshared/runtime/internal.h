@@ -89,6 +89,33 @@ struct dc_rt {
 	size_t acks_pending;
 };
 
+/* What became of a record that failed for good (dlq.c). */
+enum rt_fate {
+	RT_FATE_SKIPPED, /* on_error = skip */
+	RT_FATE_DLQ,     /* its copy is on the DLQ topic */
+	RT_FATE_LOST,    /* neither (on_error = fail, the DLQ failed, closing): the loop ends */
+};
+
+/* A record that failed for good; its buffers stay valid until done. */
+struct rt_dead {
+	const char *topic; /* the Danube topic it was for or came from */
+	const char *what;  /* "record 12", "offset 5": for logs, read during the call only */
+	const void *payload;
+	size_t len;
+	const struct dn_attr *attrs;
+	size_t nattrs;
+	const char *routing_key;
+	const char *error_type;
+	bool has_offset;
+	uint64_t offset;
+	unsigned attempts;
+	void (*done)(void *arg, enum rt_fate fate);
+	void *arg;
+};
+
+/* dlq.c: applies on_error to d, then calls d->done (maybe later: a DLQ copy in flight). */
+void rt_dead_letter(struct dc_rt *rt, const struct rt_dead *d, const char *why);
+
 /* worker_main.c */
 void rt_health_update(struct dc_rt *rt);
 void rt_danube_up(struct dc_rt *rt);
@@ -100,7 +127,7 @@ void rt_fail(struct dc_rt *rt, int code);
 void rt_dependency_failed(struct dc_rt *rt, int code, const char *error);
 /* The drain finished: leave the loop with exit code 0. */
 void rt_drained(struct dc_rt *rt);
-/* The producer of topic, created on demand; NULL on failure (logged). */
+/* producers.c: the producer of topic, created on demand; NULL on failure (logged). */
 struct rt_producer *rt_producer_get(struct dc_rt *rt, const char *topic);
 void rt_producers_close(struct dc_rt *rt);
 

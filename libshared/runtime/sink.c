@@ -74,97 +74,49 @@ static void ack(struct dc_rt *rt, struct rt_sink_msg *m)
 	msg_free(m);
 }
 
-struct dlq_send {
-	struct dc_rt *rt;
-	struct rt_sink_msg *m;
-};
-
-static void on_dlq_done(void *arg, int code, const char *error)
+static void on_fate(void *arg, enum rt_fate fate)
 {
-	struct dlq_send *d = arg;
-	struct dc_rt *rt = d->rt;
-	struct rt_sink_msg *m = d->m;
+	struct rt_sink_msg *m = arg;
+	struct dc_rt *rt = m->rt;
 
-	free(d);
-	rt->dlq_pending--;
-	if (code == DN_CANCELLED && rt->exit_code >= 0) {
-		msg_free(m);
+	/* Not acknowledged: the broker redelivers it to the restarted worker. */
+	if (fate == RT_FATE_LOST) {
+		hand_back(m);
 		return;
 	}
-	if (code != DN_OK) {
-		dc_rt_report_error(rt, m->msg->topic, "dlq", "cannot write to the DLQ %s: %s",
-				   rt->dlq_topic, error);
-		msg_free(m);
-		rt_fail(rt, DC_EXIT_FAILURE);
-		return;
-	}
-	m->metrics->dlq++;
+	if (fate == RT_FATE_DLQ)
+		m->metrics->dlq++;
 	ack(rt, m);
-	maybe_drained(rt);
-}
-
-/* Produces m to the DLQ with attributes saying why; m is owned by it then. 0 or -1. */
-static int send_to_dlq(struct dc_rt *rt, struct rt_sink_msg *m, const char *why,
-		       const char *error_type)
-{
-	struct rt_producer *p = rt_producer_get(rt, rt->dlq_topic);
-	const struct dn_message *msg = m->msg;
-	struct dlq_send *d = malloc(sizeof(*d));
-	char attempts[24], offset[24];
-	struct dn_attr *a = calloc(msg->nattrs + 5, sizeof(*a));
-	size_t n = 0, i;
-	int rc;
-
-	if (!p || !a || !d) {
-		free(a);
-		free(d);
-		return -1;
-	}
-	for (i = 0; i < msg->nattrs; i++)
-		a[n++] = msg->attrs[i];
-	snprintf(attempts, sizeof(attempts), "%u", m->attempts);
-	snprintf(offset, sizeof(offset), "%llu", (unsigned long long)msg->offset);
-	a[n++] = (struct dn_attr){"dlq.error", why};
-	a[n++] = (struct dn_attr){"dlq.error_type", error_type};
-	a[n++] = (struct dn_attr){"dlq.source_topic", msg->topic};
-	a[n++] = (struct dn_attr){"dlq.offset", offset};
-	a[n++] = (struct dn_attr){"dlq.attempts", attempts};
-	d->rt = rt;
-	d->m = m;
-	rc = dn_producer_send(p->p, msg->payload, msg->payload_len, a, n, msg->routing_key,
-			      on_dlq_done, d);
-	free(a);
-	if (rc != 0) {
-		free(d);
-		return -1;
-	}
-	rt->dlq_pending++;
-	return 0;
+	if (fate == RT_FATE_DLQ)
+		maybe_drained(rt);
 }
 
 /* A record that will not succeed: on_error decides. Takes m. */
 static void record_failed(struct dc_rt *rt, struct rt_sink_msg *m, const char *why,
 			  const char *error_type)
 {
-	dc_rt_report_error(rt, m->msg->topic, error_type,
-			   "offset %llu failed after %u attempts: %s",
-			   (unsigned long long)m->msg->offset, m->attempts, why);
-	switch (rt->on_error) {
-	case RT_ON_ERROR_SKIP:
-		ack(rt, m);
-		return;
-	case RT_ON_ERROR_DLQ:
-		if (send_to_dlq(rt, m, why, error_type) == 0)
-			return;
-		dc_log_error("%s: cannot send offset %llu to the DLQ", m->msg->topic,
-			     (unsigned long long)m->msg->offset);
-		break;
-	case RT_ON_ERROR_FAIL:
-		break;
-	}
-	/* Not acknowledged: the broker redelivers it to the restarted worker. */
-	hand_back(m);
-	rt_fail(rt, DC_EXIT_FAILURE);
+	const struct dn_message *msg = m->msg;
+	char what[48];
+	struct rt_dead d = {
+		.topic = msg->topic,
+		.what = what,
+		.payload = msg->payload,
+		.len = msg->payload_len,
+		.attrs = msg->attrs,
+		.nattrs = msg->nattrs,
+		.routing_key = msg->routing_key,
+		.error_type = error_type,
+		.has_offset = true,
+		.offset = msg->offset,
+		.attempts = m->attempts,
+		.done = on_fate,
+		.arg = m,
+	};
+
+	snprintf(what, sizeof(what), "offset %llu", (unsigned long long)msg->offset);
+	dc_rt_report_error(rt, msg->topic, error_type, "%s failed after %u attempts: %s", what,
+			   m->attempts, why);
+	rt_dead_letter(rt, &d, why);
 }
 
 /* Handed back: the broker redelivers what was not acknowledged. */
