@@ -6,9 +6,9 @@
  *
  * [echo] keys: count (default 10), prefix (default "rec"), topic (default:
  * [danube] topic), routing_key (none by default), big_seq (record I gets a
- * 5 MiB payload, more than Danube takes; 0 = none).
+ * 5 MiB payload, more than Danube takes; 0 = none), ignore_pause (keep
+ * submitting while paused, as a source with data already in hand does).
  */
-#include <errno.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +24,7 @@ static const struct dc_cfg_key echo_keys[] = {
 	{.section = "echo", .key = "topic", .type = DC_CFG_STRING},
 	{.section = "echo", .key = "routing_key", .type = DC_CFG_STRING},
 	{.section = "echo", .key = "big_seq", .type = DC_CFG_INT, .def = "0", .max = 100000000},
+	{.section = "echo", .key = "ignore_pause", .type = DC_CFG_BOOL, .def = "false"},
 };
 /* clang-format on */
 static const struct dc_cfg_table echo_table = DC_CFG_TABLE(echo_keys);
@@ -36,7 +37,7 @@ struct echo {
 	int64_t count, next, big_seq;
 	char *big;
 	const char *prefix, *topic, *routing_key;
-	bool paused;
+	bool paused, ignore_pause;
 };
 
 static void emit(struct ev_loop *loop, ev_idle *w, int revents)
@@ -48,7 +49,7 @@ static void emit(struct ev_loop *loop, ev_idle *w, int revents)
 	int rc;
 
 	/* A bounded burst per loop pass keeps the loop serving I/O. */
-	for (int i = 0; i < 100 && e->next <= e->count && !e->paused; i++) {
+	for (int i = 0; i < 100 && e->next <= e->count && (!e->paused || e->ignore_pause); i++) {
 		snprintf(payload, sizeof(payload), "%s-%lld", e->prefix, (long long)e->next);
 		snprintf(seq, sizeof(seq), "%lld", (long long)e->next);
 		r.payload = payload;
@@ -63,8 +64,6 @@ static void emit(struct ev_loop *loop, ev_idle *w, int revents)
 		r.routing_key = e->routing_key;
 		r.token = (uint64_t)e->next;
 		rc = dc_rt_submit(e->rt, &r);
-		if (rc == -EAGAIN)
-			return; /* paused: offered again after resume */
 		if (rc != 0) {
 			dc_log_error("echo: submit failed: %s", strerror(-rc));
 			ev_idle_stop(loop, w);
@@ -72,7 +71,7 @@ static void emit(struct ev_loop *loop, ev_idle *w, int revents)
 		}
 		e->next++;
 	}
-	if (e->next > e->count || e->paused)
+	if (e->next > e->count || (e->paused && !e->ignore_pause))
 		ev_idle_stop(loop, w);
 }
 
@@ -90,6 +89,7 @@ static int echo_open(struct dc_rt *rt, const struct dc_config *cfg, void **state
 	e->routing_key = dc_config_str(cfg, "echo", "routing_key");
 	e->next = 1;
 	e->big_seq = dc_config_int(cfg, "echo", "big_seq");
+	e->ignore_pause = dc_config_bool(cfg, "echo", "ignore_pause");
 	if (e->big_seq > 0 && !(e->big = calloc(1, BIG_LEN))) {
 		free(e);
 		return -1;
