@@ -42,10 +42,13 @@ const struct dc_config *dc_rt_config(const struct dc_rt *rt);
 /*
  * The external system's connection state: the worker is ready only when
  * Danube and the external system are both up; while either is down it is
- * degraded (or starting, before the first time both were up) with reason.
+ * degraded (or starting, before the first time both were up) with the
+ * reason (printf-style). A sink is not written to while it is down: the
+ * runtime keeps the batch and writes it after dc_rt_external_up.
  */
 void dc_rt_external_up(struct dc_rt *rt);
-void dc_rt_external_down(struct dc_rt *rt, const char *reason);
+void dc_rt_external_down(struct dc_rt *rt, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* Report an error in words (last error in status); error_type is a short class. */
 void dc_rt_report_error(struct dc_rt *rt, const char *topic, const char *error_type,
@@ -162,16 +165,41 @@ struct dc_sink_ops {
 int dc_source_main(int argc, char **argv, const struct dc_source_ops *ops);
 int dc_sink_main(int argc, char **argv, const struct dc_sink_ops *ops);
 
-/* A connector's whole main(): DC_SOURCE_WORKER(my_ops) at the end of its file. */
-#define DC_SOURCE_WORKER(ops)                              \
-	int main(int argc, char **argv)                    \
-	{                                                  \
-		return dc_source_main(argc, argv, &(ops)); \
+/*
+ * A connector's ops and its whole main(), at the end of its file:
+ * DC_SOURCE_WORKER("source-x", sx, &sx_keys) names sx_open, sx_start,
+ * sx_pause, sx_resume, sx_committed, sx_stop and sx_close;
+ * DC_SINK_WORKER("sink-x", kx, &kx_keys) names kx_open, kx_start, kx_write
+ * and kx_close. The key tables (struct dc_cfg_table *) follow the prefix.
+ */
+#define DC_SOURCE_WORKER(type_, prefix, ...)                      \
+	static const struct dc_source_ops prefix##_ops = {        \
+		.type = (type_),                                  \
+		.keys = {__VA_ARGS__},                            \
+		.open = prefix##_open,                            \
+		.start = prefix##_start,                          \
+		.pause = prefix##_pause,                          \
+		.resume = prefix##_resume,                        \
+		.committed = prefix##_committed,                  \
+		.stop = prefix##_stop,                            \
+		.close = prefix##_close,                          \
+	};                                                        \
+	int main(int argc, char **argv)                           \
+	{                                                         \
+		return dc_source_main(argc, argv, &prefix##_ops); \
 	}
-#define DC_SINK_WORKER(ops)                              \
-	int main(int argc, char **argv)                  \
-	{                                                \
-		return dc_sink_main(argc, argv, &(ops)); \
+#define DC_SINK_WORKER(type_, prefix, ...)                      \
+	static const struct dc_sink_ops prefix##_ops = {        \
+		.type = (type_),                                \
+		.keys = {__VA_ARGS__},                          \
+		.open = prefix##_open,                          \
+		.start = prefix##_start,                        \
+		.write = prefix##_write,                        \
+		.close = prefix##_close,                        \
+	};                                                      \
+	int main(int argc, char **argv)                         \
+	{                                                       \
+		return dc_sink_main(argc, argv, &prefix##_ops); \
 	}
 
 #endif

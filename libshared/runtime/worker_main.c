@@ -134,10 +134,15 @@ void dc_rt_external_up(struct dc_rt *rt)
 		rt_sink_external_up(rt);
 }
 
-void dc_rt_external_down(struct dc_rt *rt, const char *reason)
+void dc_rt_external_down(struct dc_rt *rt, const char *fmt, ...)
 {
-	char *copy = strdup(reason ? reason : "external system down");
+	va_list ap;
+	char *copy;
 
+	va_start(ap, fmt);
+	if (vasprintf(&copy, fmt, ap) < 0)
+		copy = NULL;
+	va_end(ap);
 	/* Without memory the generic reason still says what is wrong. */
 	free(rt->external_reason);
 	rt->external_reason = copy;

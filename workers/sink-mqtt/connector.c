@@ -127,11 +127,7 @@ static void on_connect(void *arg)
 
 static void on_disconnect(void *arg, const char *reason)
 {
-	struct skmq *s = arg;
-	char why[256];
-
-	snprintf(why, sizeof(why), "MQTT broker: %s", reason);
-	dc_rt_external_down(s->rt, why);
+	dc_rt_external_down(((struct skmq *)arg)->rt, "MQTT broker: %s", reason);
 }
 
 static void skmq_write(void *state, struct dc_batch *b)
@@ -222,13 +218,4 @@ static void skmq_close(void *state)
 	free(s);
 }
 
-static const struct dc_sink_ops skmq_ops = {
-	.type = "sink-mqtt",
-	.keys = {&dc_mqtt_conn_table, &skmq_keys},
-	.open = skmq_open,
-	.start = skmq_start,
-	.write = skmq_write,
-	.close = skmq_close,
-};
-
-DC_SINK_WORKER(skmq_ops)
+DC_SINK_WORKER("sink-mqtt", skmq, &dc_mqtt_conn_table, &skmq_keys)

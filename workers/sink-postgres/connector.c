@@ -593,11 +593,9 @@ static void on_up(void *arg)
 static void on_down(void *arg, const char *why)
 {
 	struct skpg *s = arg;
-	char reason[600];
 
 	s->ready = false;
-	snprintf(reason, sizeof(reason), "PostgreSQL: %s", why);
-	dc_rt_external_down(s->rt, reason);
+	dc_rt_external_down(s->rt, "PostgreSQL: %s", why);
 }
 
 /* --------------------------------------------------------------- vtable */
@@ -659,13 +657,4 @@ static void skpg_close(void *state)
 	skpg_free(state);
 }
 
-static const struct dc_sink_ops skpg_ops = {
-	.type = "sink-postgres",
-	.keys = {&skpg_keys},
-	.open = skpg_open,
-	.start = skpg_start,
-	.write = skpg_write,
-	.close = skpg_close,
-};
-
-DC_SINK_WORKER(skpg_ops)
+DC_SINK_WORKER("sink-postgres", skpg, &skpg_keys)

@@ -95,11 +95,7 @@ static void on_connect(void *arg)
 
 static void on_disconnect(void *arg, const char *reason)
 {
-	struct smq *s = arg;
-	char why[256];
-
-	snprintf(why, sizeof(why), "MQTT broker: %s", reason);
-	dc_rt_external_down(s->rt, why);
+	dc_rt_external_down(((struct smq *)arg)->rt, "MQTT broker: %s", reason);
 }
 
 static int smq_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
@@ -188,16 +184,4 @@ static void smq_close(void *state)
 	free(s);
 }
 
-static const struct dc_source_ops smq_ops = {
-	.type = "source-mqtt",
-	.keys = {&dc_mqtt_conn_table, &smq_keys},
-	.open = smq_open,
-	.start = smq_start,
-	.pause = smq_pause,
-	.resume = smq_resume,
-	.committed = smq_committed,
-	.stop = smq_stop,
-	.close = smq_close,
-};
-
-DC_SOURCE_WORKER(smq_ops)
+DC_SOURCE_WORKER("source-mqtt", smq, &dc_mqtt_conn_table, &smq_keys)

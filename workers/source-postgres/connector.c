@@ -96,7 +96,7 @@ static void lost(struct spg *s, const char *why)
 	if (s->phase == PH_STREAMING || s->phase == PH_START)
 		dc_log_warn("source-postgres: connection to PostgreSQL lost: %s", why);
 	dc_rt_report_error(s->rt, NULL, "external", "%s", reason);
-	dc_rt_external_down(s->rt, reason);
+	dc_rt_external_down(s->rt, "%s", reason);
 	spg_conn_close(&s->conn);
 	ev_idle_stop(s->loop, &s->kick);
 	s->in_txn = false;
@@ -696,16 +696,4 @@ static void spg_close(void *state)
 	free(s);
 }
 
-static const struct dc_source_ops spg_ops = {
-	.type = "source-postgres",
-	.keys = {&spg_keys},
-	.open = spg_open,
-	.start = spg_start,
-	.pause = spg_pause,
-	.resume = spg_resume,
-	.committed = spg_committed,
-	.stop = spg_stop,
-	.close = spg_close,
-};
-
-DC_SOURCE_WORKER(spg_ops)
+DC_SOURCE_WORKER("source-postgres", spg, &spg_keys)

@@ -171,13 +171,4 @@ static void collect_close(void *state)
 	free(c);
 }
 
-static const struct dc_sink_ops collect_ops = {
-	.type = "collect-sink",
-	.keys = {&collect_table},
-	.open = collect_open,
-	.start = collect_start,
-	.write = collect_write,
-	.close = collect_close,
-};
-
-DC_SINK_WORKER(collect_ops)
+DC_SINK_WORKER("collect-sink", collect, &collect_table)

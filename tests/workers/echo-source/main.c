@@ -158,16 +158,4 @@ static void echo_close(void *state)
 	free(e);
 }
 
-static const struct dc_source_ops echo_ops = {
-	.type = "echo-source",
-	.keys = {&echo_table},
-	.open = echo_open,
-	.start = echo_start,
-	.pause = echo_pause,
-	.resume = echo_resume,
-	.committed = echo_committed,
-	.stop = echo_stop,
-	.close = echo_close,
-};
-
-DC_SOURCE_WORKER(echo_ops)
+DC_SOURCE_WORKER("echo-source", echo, &echo_table)
