@@ -107,8 +107,6 @@ static int smq_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
 		.on_disconnect = on_disconnect,
 		.on_message = on_message,
 	};
-	char err[256];
-
 	if (!s) {
 		dc_diag_add(diag, "out of memory");
 		return -1;
@@ -118,12 +116,7 @@ static int smq_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
 		free(s);
 		return -1;
 	}
-	if (dc_mqtt_new(dc_rt_loop(rt), &s->cfg.mqtt, &cbs, s, &s->mqtt, err, sizeof(err)) != 0) {
-		dc_diag_add(diag, "%s: %s",
-			    dc_config_section_where(cfg, "mqtt")
-				    ? dc_config_section_where(cfg, "mqtt")
-				    : "[mqtt]",
-			    err);
+	if (dc_mqtt_new_for(cfg, dc_rt_loop(rt), &s->cfg.mqtt, &cbs, s, &s->mqtt, diag) != 0) {
 		smq_config_free(&s->cfg);
 		free(s);
 		return -1;
