@@ -80,12 +80,15 @@ struct dc_source_ops {
 	const char *type; /* "source-mqtt": the binary and syslog names */
 	/* The connector's own sections' keys: up to DC_RT_MAX_KEY_TABLES tables. */
 	const struct dc_cfg_table *keys[DC_RT_MAX_KEY_TABLES];
+	/* The size of the connector's state: the runtime allocates it zeroed and frees it. */
+	size_t state_size;
 	/*
 	 * Check the configuration beyond types (report FILE:LINE problems into
-	 * diag via dc_config_where) and allocate state. No I/O yet: --check
-	 * calls open and close only. Returns 0 or -1.
+	 * diag via dc_config_where) and fill state. No I/O yet: --check calls
+	 * open and close only. Returns 0, or -1 having released what it took
+	 * (close is not called then).
 	 */
-	int (*open)(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+	int (*open)(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		    struct dc_diag *diag);
 	/* Connect and start reading (asynchronously, on dc_rt_loop). Returns 0 or -1. */
 	int (*start)(void *state);
@@ -99,7 +102,7 @@ struct dc_source_ops {
 	void (*committed)(void *state, uint64_t token);
 	/* Stop reading (drain is starting); may be NULL. */
 	void (*stop)(void *state);
-	/* Release everything. */
+	/* Release everything but the state itself. */
 	void (*close)(void *state);
 };
 
@@ -145,7 +148,8 @@ void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch);
 struct dc_sink_ops {
 	const char *type;
 	const struct dc_cfg_table *keys[DC_RT_MAX_KEY_TABLES];
-	int (*open)(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+	size_t state_size; /* as for sources */
+	int (*open)(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		    struct dc_diag *diag);
 	int (*start)(void *state);
 	/*
@@ -170,12 +174,14 @@ int dc_sink_main(int argc, char **argv, const struct dc_sink_ops *ops);
  * DC_SOURCE_WORKER("source-x", sx, &sx_keys) names sx_open, sx_start,
  * sx_pause, sx_resume, sx_committed, sx_stop and sx_close;
  * DC_SINK_WORKER("sink-x", kx, &kx_keys) names kx_open, kx_start, kx_write
- * and kx_close. The key tables (struct dc_cfg_table *) follow the prefix.
+ * and kx_close. The state is a struct named like the prefix (struct sx).
+ * The key tables (struct dc_cfg_table *) follow the prefix.
  */
 #define DC_SOURCE_WORKER(type_, prefix, ...)                      \
 	static const struct dc_source_ops prefix##_ops = {        \
 		.type = (type_),                                  \
 		.keys = {__VA_ARGS__},                            \
+		.state_size = sizeof(struct prefix),              \
 		.open = prefix##_open,                            \
 		.start = prefix##_start,                          \
 		.pause = prefix##_pause,                          \
@@ -192,6 +198,7 @@ int dc_sink_main(int argc, char **argv, const struct dc_sink_ops *ops);
 	static const struct dc_sink_ops prefix##_ops = {        \
 		.type = (type_),                                \
 		.keys = {__VA_ARGS__},                          \
+		.state_size = sizeof(struct prefix),            \
 		.open = prefix##_open,                          \
 		.start = prefix##_start,                        \
 		.write = prefix##_write,                        \

@@ -330,9 +330,23 @@ static void setup_logging(struct dc_rt *rt)
 
 static int open_connector(struct dc_rt *rt, struct dc_diag *diag)
 {
+	void *state = calloc(1, rt->sops ? rt->sops->state_size : rt->kops->state_size);
+	int rc;
+
+	if (!state) {
+		dc_diag_add(diag, "out of memory");
+		return -1;
+	}
 	if (rt->sops)
-		return rt->sops->open(rt, rt->cfg, &rt->state, diag);
-	return rt->kops->open(rt, rt->cfg, &rt->state, diag);
+		rc = rt->sops->open(rt, rt->cfg, state, diag);
+	else
+		rc = rt->kops->open(rt, rt->cfg, state, diag);
+	if (rc != 0) {
+		free(state);
+		return -1;
+	}
+	rt->state = state;
+	return 0;
 }
 
 static void close_connector(struct dc_rt *rt)
@@ -343,6 +357,7 @@ static void close_connector(struct dc_rt *rt)
 		rt->sops->close(rt->state);
 	else
 		rt->kops->close(rt->state);
+	free(rt->state);
 	rt->state = NULL;
 }
 

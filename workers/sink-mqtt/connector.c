@@ -160,7 +160,7 @@ static void skmq_write(void *state, struct dc_batch *b)
 	publish_batch(s);
 }
 
-static int skmq_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int skmq_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		     struct dc_diag *diag)
 {
 	static const struct dc_mqtt_cbs cbs = {
@@ -168,24 +168,14 @@ static int skmq_open(struct dc_rt *rt, const struct dc_config *cfg, void **state
 		.on_disconnect = on_disconnect,
 		.on_publish = on_publish,
 	};
-	struct skmq *s = calloc(1, sizeof(*s));
-	if (!s) {
-		dc_diag_add(diag, "out of memory");
-		return -1;
-	}
+	struct skmq *s = state;
+
 	s->rt = rt;
-	if (skmq_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0) {
-		free(s);
-		return -1;
-	}
-	if (dc_mqtt_new_for(cfg, dc_rt_loop(rt), &s->cfg.mqtt, &cbs, s, &s->mqtt, diag) != 0) {
-		free(s);
-		return -1;
-	}
 	ev_timer_init(&s->ack_w, ack_timeout, 0.0, 0.0);
 	s->ack_w.data = s;
-	*state = s;
-	return 0;
+	if (skmq_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0)
+		return -1;
+	return dc_mqtt_new_for(cfg, dc_rt_loop(rt), &s->cfg.mqtt, &cbs, s, &s->mqtt, diag);
 }
 
 static int skmq_start(void *state)
@@ -208,7 +198,6 @@ static void skmq_close(void *state)
 	dc_mqtt_free(s->mqtt);
 	free(s->mids);
 	free(s->pending);
-	free(s);
 }
 
 DC_SINK_WORKER("sink-mqtt", skmq, &dc_mqtt_conn_table, &skmq_keys)

@@ -600,8 +600,11 @@ static void on_down(void *arg, const char *why)
 
 /* --------------------------------------------------------------- vtable */
 
-static void skpg_free(struct skpg *s)
+static void skpg_close(void *state)
 {
+	struct skpg *s = state;
+
+	/* A batch still here is the runtime's to free, unacknowledged. */
 	skpg_conn_free(s->conn);
 	skpg_config_free(&s->cfg);
 	free_columns(s);
@@ -611,30 +614,22 @@ static void skpg_free(struct skpg *s)
 	free(s->stack);
 	dc_buf_free(&s->json);
 	dc_buf_free(&s->offsets_json);
-	free(s);
 }
 
-static int skpg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int skpg_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		     struct dc_diag *diag)
 {
 	static const struct skpg_conn_cbs cbs = {.on_up = on_up, .on_down = on_down};
-	struct skpg *s = calloc(1, sizeof(*s));
+	struct skpg *s = state;
 
-	if (!s) {
-		dc_diag_add(diag, "out of memory");
-		return -1;
-	}
 	s->rt = rt;
-	if (skpg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0) {
-		free(s);
+	if (skpg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0)
 		return -1;
-	}
 	if (skpg_conn_new(dc_rt_loop(rt), &s->cfg, &cbs, s, &s->conn) != 0) {
 		dc_diag_add(diag, "out of memory");
-		skpg_free(s);
+		skpg_close(s);
 		return -1;
 	}
-	*state = s;
 	return 0;
 }
 
@@ -649,12 +644,6 @@ static int skpg_start(void *state)
 		    s->cfg.exactly_once ? ", exactly once" : "");
 	skpg_conn_start(s->conn);
 	return 0;
-}
-
-static void skpg_close(void *state)
-{
-	/* A batch still here is the runtime's to free, unacknowledged. */
-	skpg_free(state);
 }
 
 DC_SINK_WORKER("sink-postgres", skpg, &skpg_keys)

@@ -98,30 +98,22 @@ static void on_disconnect(void *arg, const char *reason)
 	dc_rt_external_down(((struct smq *)arg)->rt, "MQTT broker: %s", reason);
 }
 
-static int smq_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int smq_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		    struct dc_diag *diag)
 {
-	struct smq *s = calloc(1, sizeof(*s));
+	struct smq *s = state;
 	static const struct dc_mqtt_cbs cbs = {
 		.on_connect = on_connect,
 		.on_disconnect = on_disconnect,
 		.on_message = on_message,
 	};
-	if (!s) {
-		dc_diag_add(diag, "out of memory");
-		return -1;
-	}
 	s->rt = rt;
-	if (smq_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0) {
-		free(s);
+	if (smq_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0)
 		return -1;
-	}
 	if (dc_mqtt_new_for(cfg, dc_rt_loop(rt), &s->cfg.mqtt, &cbs, s, &s->mqtt, diag) != 0) {
 		smq_config_free(&s->cfg);
-		free(s);
 		return -1;
 	}
-	*state = s;
 	return 0;
 }
 
@@ -174,7 +166,6 @@ static void smq_close(void *state)
 
 	dc_mqtt_free(s->mqtt);
 	smq_config_free(&s->cfg);
-	free(s);
 }
 
 DC_SOURCE_WORKER("source-mqtt", smq, &dc_mqtt_conn_table, &smq_keys)

@@ -586,19 +586,13 @@ static void on_conn(struct spg_conn *c, enum spg_conn_event ev)
 
 /* ------------------------------------------------------------- the vtable */
 
-static int spg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int spg_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		    struct dc_diag *diag)
 {
-	struct spg *s = calloc(1, sizeof(*s));
+	struct spg *s = state;
 
-	if (!s) {
-		dc_diag_add(diag, "out of memory");
+	if (spg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0)
 		return -1;
-	}
-	if (spg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0) {
-		free(s);
-		return -1;
-	}
 	s->rt = rt;
 	s->loop = dc_rt_loop(rt);
 	s->phase = PH_IDLE;
@@ -612,7 +606,6 @@ static int spg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
 	s->status_timer.data = s;
 	ev_idle_init(&s->kick, on_kick);
 	s->kick.data = s;
-	*state = s;
 	return 0;
 }
 
@@ -693,7 +686,6 @@ static void spg_close(void *state)
 	dc_buf_free(&s->topic);
 	dc_buf_free(&s->table);
 	spg_config_free(&s->cfg);
-	free(s);
 }
 
 DC_SOURCE_WORKER("source-postgres", spg, &spg_keys)

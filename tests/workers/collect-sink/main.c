@@ -117,13 +117,11 @@ static void collect_write(void *state, struct dc_batch *b)
 	ev_timer_start(dc_rt_loop(c->rt), &c->delay_w);
 }
 
-static int collect_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int collect_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 			struct dc_diag *diag)
 {
-	struct collect *c = calloc(1, sizeof(*c));
+	struct collect *c = state;
 
-	if (!c)
-		return -1;
 	c->rt = rt;
 	c->path = dc_config_str(cfg, "collect", "out_file");
 	c->fatal = dc_config_str(cfg, "collect", "fatal_contains");
@@ -136,7 +134,6 @@ static int collect_open(struct dc_rt *rt, const struct dc_config *cfg, void **st
 	c->delay_w.data = c;
 	ev_timer_init(&c->up_w, on_up, 0., 0.);
 	c->up_w.data = c;
-	*state = c;
 	if (c->path[0] != '/') {
 		dc_diag_add(diag, "%s: out_file must be an absolute path",
 			    dc_config_where(cfg, "collect", "out_file"));
@@ -168,7 +165,6 @@ static void collect_close(void *state)
 		ev_timer_stop(dc_rt_loop(c->rt), &c->up_w);
 	if (c->out)
 		fclose(c->out);
-	free(c);
 }
 
 DC_SINK_WORKER("collect-sink", collect, &collect_table)

@@ -75,13 +75,11 @@ static void emit(struct ev_loop *loop, ev_idle *w, int revents)
 		ev_idle_stop(loop, w);
 }
 
-static int echo_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int echo_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		     struct dc_diag *diag)
 {
-	struct echo *e = calloc(1, sizeof(*e));
+	struct echo *e = state;
 
-	if (!e)
-		return -1;
 	e->rt = rt;
 	e->count = dc_config_int(cfg, "echo", "count");
 	e->prefix = dc_config_str(cfg, "echo", "prefix");
@@ -90,21 +88,14 @@ static int echo_open(struct dc_rt *rt, const struct dc_config *cfg, void **state
 	e->next = 1;
 	e->big_seq = dc_config_int(cfg, "echo", "big_seq");
 	e->ignore_pause = dc_config_bool(cfg, "echo", "ignore_pause");
-	if (e->big_seq > 0 && !(e->big = calloc(1, BIG_LEN))) {
-		free(e);
-		return -1;
-	}
 	if (strchr(e->prefix, '\n')) {
 		dc_diag_add(diag, "%s: prefix must not contain a newline",
 			    dc_config_where(cfg, "echo", "prefix"));
-		free(e->big);
-		free(e);
 		return -1;
 	}
 	ev_idle_init(&e->emit_w, emit);
 	e->emit_w.data = e;
-	*state = e;
-	return 0;
+	return e->big_seq > 0 && !(e->big = calloc(1, BIG_LEN)) ? -1 : 0;
 }
 
 static int echo_start(void *state)
@@ -155,7 +146,6 @@ static void echo_close(void *state)
 	if (ev_is_active(&e->emit_w))
 		ev_idle_stop(dc_rt_loop(e->rt), &e->emit_w);
 	free(e->big);
-	free(e);
 }
 
 DC_SOURCE_WORKER("echo-source", echo, &echo_table)
