@@ -145,6 +145,9 @@ void dc_rt_set_result(struct dc_sink_record *r, enum dc_write_result res, const 
 /* The sink finished a batch: every record's result is set. */
 void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch);
 
+/* Every record of batch RETRY ("external", why), then dc_rt_write_done. */
+void dc_rt_retry_all(struct dc_rt *rt, struct dc_batch *batch, const char *why);
+
 struct dc_sink_ops {
 	const char *type;
 	const struct dc_cfg_table *keys[DC_RT_MAX_KEY_TABLES];

@@ -39,13 +39,13 @@ static void on_dlq_done(void *arg, int code, const char *error)
 		return;
 	}
 	/* Too large for the DLQ as well: the attributes still say what was lost. */
-	if (code == DN_RESOURCE_EXHAUSTED && !s->stripped && s->d.len > 0) {
+	if (code == DN_RESOURCE_EXHAUSTED && !s->stripped && s->d.msg.payload_len > 0) {
 		s->stripped = true;
 		if (send_copy(s) == 0)
 			return;
 	}
 	if (code != DN_OK) {
-		dc_rt_report_error(rt, s->d.topic, "dlq", "cannot write to the DLQ %s: %s",
+		dc_rt_report_error(rt, s->d.msg.topic, "dlq", "cannot write to the DLQ %s: %s",
 				   rt->dlq_topic, error);
 		finish(s, RT_FATE_LOST);
 		rt_fail(rt, DC_EXIT_FAILURE);
@@ -63,7 +63,8 @@ static int send_copy(struct dlq_send *s)
 {
 	const struct rt_dead *d = &s->d;
 	struct rt_producer *p = rt_producer_get(s->rt, s->rt->dlq_topic);
-	struct dn_attr *a = calloc(d->nattrs + 6, sizeof(*a));
+	const struct dn_message *m = &d->msg;
+	struct dn_attr *a = calloc(m->nattrs + 6, sizeof(*a));
 	char attempts[24], omitted[24], offset[24];
 	size_t n = 0;
 	int rc = -EMSGSIZE;
@@ -72,24 +73,24 @@ static int send_copy(struct dlq_send *s)
 		free(a);
 		return -1;
 	}
-	for (size_t i = 0; i < d->nattrs; i++)
-		a[n++] = d->attrs[i];
+	for (size_t i = 0; i < m->nattrs; i++)
+		a[n++] = m->attrs[i];
 	snprintf(attempts, sizeof(attempts), "%u", d->attempts);
-	snprintf(omitted, sizeof(omitted), "%zu", d->len);
-	snprintf(offset, sizeof(offset), "%llu", (unsigned long long)d->offset);
+	snprintf(omitted, sizeof(omitted), "%zu", m->payload_len);
+	snprintf(offset, sizeof(offset), "%llu", (unsigned long long)m->offset);
 	a[n++] = (struct dn_attr){"dlq.error", s->why};
 	a[n++] = (struct dn_attr){"dlq.error_type", d->error_type};
-	a[n++] = (struct dn_attr){"dlq.source_topic", d->topic};
+	a[n++] = (struct dn_attr){"dlq.source_topic", m->topic};
 	if (d->has_offset)
 		a[n++] = (struct dn_attr){"dlq.offset", offset};
 	a[n++] = (struct dn_attr){"dlq.attempts", attempts};
 	if (!s->stripped)
-		rc = dn_producer_send(p->p, d->payload, d->len, a, n, d->routing_key, on_dlq_done,
-				      s);
+		rc = dn_producer_send(p->p, m->payload, m->payload_len, a, n, m->routing_key,
+				      on_dlq_done, s);
 	if (rc == -EMSGSIZE) {
 		s->stripped = true;
 		a[n++] = (struct dn_attr){"dlq.payload_omitted", omitted};
-		rc = dn_producer_send(p->p, "", 0, a, n, d->routing_key, on_dlq_done, s);
+		rc = dn_producer_send(p->p, "", 0, a, n, m->routing_key, on_dlq_done, s);
 	}
 	free(a);
 	if (rc != 0)
@@ -125,7 +126,7 @@ void rt_dead_letter(struct dc_rt *rt, const struct rt_dead *d, const char *why)
 	case RT_ON_ERROR_DLQ:
 		if (send_to_dlq(rt, d, why) == 0)
 			return;
-		dc_log_error("%s: cannot send %s to the DLQ", d->topic, d->what);
+		dc_log_error("%s: cannot send %s to the DLQ", d->msg.topic, d->what);
 		break;
 	case RT_ON_ERROR_FAIL:
 		break;

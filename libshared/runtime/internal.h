@@ -96,18 +96,13 @@ enum rt_fate {
 	RT_FATE_LOST,    /* neither (on_error = fail, the DLQ failed, closing): the loop ends */
 };
 
-/* A record that failed for good; its buffers stay valid until done. */
+/* A record that failed for good; what msg points to stays valid until done. */
 struct rt_dead {
-	const char *topic; /* the Danube topic it was for or came from */
-	const char *what;  /* "record 12", "offset 5": for logs, read during the call only */
-	const void *payload;
-	size_t len;
-	const struct dn_attr *attrs;
-	size_t nattrs;
-	const char *routing_key;
+	/* Its payload, attributes, routing key and topic (the one it was for or came from). */
+	struct dn_message msg;
+	bool has_offset;  /* msg.offset is the broker's (sinks) */
+	const char *what; /* "record 12", "offset 5": for logs, read during the call only */
 	const char *error_type;
-	bool has_offset;
-	uint64_t offset;
 	unsigned attempts;
 	void (*done)(void *arg, enum rt_fate fate);
 	void *arg;

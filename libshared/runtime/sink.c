@@ -98,16 +98,10 @@ static void record_failed(struct dc_rt *rt, struct rt_sink_msg *m, const char *w
 	const struct dn_message *msg = m->msg;
 	char what[48];
 	struct rt_dead d = {
-		.topic = msg->topic,
-		.what = what,
-		.payload = msg->payload,
-		.len = msg->payload_len,
-		.attrs = msg->attrs,
-		.nattrs = msg->nattrs,
-		.routing_key = msg->routing_key,
-		.error_type = error_type,
+		.msg = *msg,
 		.has_offset = true,
-		.offset = msg->offset,
+		.what = what,
+		.error_type = error_type,
 		.attempts = m->attempts,
 		.done = on_fate,
 		.arg = m,
@@ -167,6 +161,13 @@ void dc_rt_set_result(struct dc_sink_record *r, enum dc_write_result res, const 
 	va_start(ap, fmt);
 	vsnprintf(r->error, sizeof(r->error), fmt, ap);
 	va_end(ap);
+}
+
+void dc_rt_retry_all(struct dc_rt *rt, struct dc_batch *batch, const char *why)
+{
+	for (size_t i = 0; i < batch->n; i++)
+		dc_rt_set_result(&batch->records[i], DC_WRITE_RETRY, "external", "%s", why);
+	dc_rt_write_done(rt, batch);
 }
 
 void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)

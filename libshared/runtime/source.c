@@ -164,13 +164,13 @@ static void rec_failed(struct dc_rt *rt, struct rt_src_rec *r, const char *why)
 {
 	char what[48];
 	struct rt_dead d = {
-		.topic = r->topic,
+		.msg = {.payload = r->payload,
+			.payload_len = r->len,
+			.attrs = r->attrs,
+			.nattrs = r->nattrs,
+			.routing_key = r->routing_key,
+			.topic = r->topic},
 		.what = what,
-		.payload = r->payload,
-		.len = r->len,
-		.attrs = r->attrs,
-		.nattrs = r->nattrs,
-		.routing_key = r->routing_key,
 		.error_type = "broker",
 		.attempts = r->attempts,
 		.done = on_fate,

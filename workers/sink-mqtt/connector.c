@@ -142,10 +142,7 @@ static void skmq_write(void *state, struct dc_batch *b)
 			s->mids = mids;
 		pending = mids ? realloc(s->pending, b->n * sizeof(*pending)) : NULL;
 		if (!pending) {
-			for (size_t i = 0; i < b->n; i++)
-				dc_rt_set_result(&b->records[i], DC_WRITE_RETRY, "external",
-						 "out of memory");
-			dc_rt_write_done(s->rt, b);
+			dc_rt_retry_all(s->rt, b, "out of memory");
 			return;
 		}
 		s->pending = pending;

@@ -422,10 +422,7 @@ static void skpg_write(void *state, struct dc_batch *b)
 	struct skpg *s = state;
 
 	if (!grow(s, b->n)) {
-		for (size_t i = 0; i < b->n; i++)
-			dc_rt_set_result(&b->records[i], DC_WRITE_RETRY, "external",
-					 "out of memory");
-		dc_rt_write_done(s->rt, b);
+		dc_rt_retry_all(s->rt, b, "out of memory");
 		return;
 	}
 	/* The runtime writes only while PostgreSQL is ready (dc_rt_external_up). */
