@@ -4,17 +4,25 @@
  * consumer, batching, retries, the dead-letter topic, health, metrics and
  * graceful drain.
  *
- * Notes for connector authors (engineer rt, implementation in
- * libshared/runtime/worker_main.c, source.c, sink.c); the shape is unchanged:
- * - Inside stop(), dc_rt_submit still takes what the source holds, even
- *   beyond queue_size (hand it over there: it is drained before exit); once
- *   stop() returned it fails with -EPIPE. Also -EINVAL without a topic, -ENOMEM.
- * - A source's stop may be NULL: pause() is called instead.
+ * A connector keeps no queue, held batch, retry loop or dead-letter logic:
+ * it reports what happened and the runtime decides (worker_main.c,
+ * source.c, sink.c, dlq.c, producers.c).
+ * - dc_rt_submit always takes the record: queue_size is a soft limit past
+ *   which the runtime calls pause(), and resume() once the queue drained to
+ *   half. Inside stop() it still takes what the source holds (it is drained
+ *   before exit); once stop() returned it fails with -EPIPE.
+ * - A sink's write() is never called while its external system is reported
+ *   down: the runtime keeps the batch and writes it after dc_rt_external_up.
  * - At exit the connector's close() runs before the runtime releases its own
  *   state: a sink holding a batch in close() must drop it without touching it
  *   (the runtime frees those messages; they are not acknowledged).
  * - A connector calls dc_rt_external_up() once its external system is
- *   connected, else health stays "starting".
+ *   connected, else health stays "starting" and a sink is never written.
+ * - The drain (SIGTERM) ends with exit 0 once everything taken is
+ *   acknowledged; when [runtime] stop_timeout_ms cuts it short, the worker
+ *   logs how many records were left and exits 75 (DC_EXIT_TEMPFAIL): a
+ *   sink's are redelivered, a source's are read again when its system
+ *   keeps them (a slot) or its spool does.
  * - Metric topic names: the Danube topic of each record (sources), the
  *   partition a message came from (sinks).
  */
@@ -69,10 +77,11 @@ struct dc_record {
 };
 
 /*
- * Hand a record to the runtime (everything is copied). Returns 0, or -EAGAIN
- * when the queue is full: the runtime has already called pause() and will
- * call resume() once it drained; a source must stop reading then, and offer
- * the record again after resume().
+ * Hand a record to the runtime (everything is copied). Returns 0: the record
+ * is taken even past queue_size (the runtime then calls pause(), and
+ * resume() once the queue drained: a source stops reading in between, but
+ * hands over what it already has). -EPIPE once stop() returned or the worker
+ * is failing, -EINVAL without a topic, -ENOMEM.
  */
 int dc_rt_submit(struct dc_rt *rt, const struct dc_record *rec);
 
@@ -100,7 +109,7 @@ struct dc_source_ops {
 	 * contiguous token): the source may commit its position up to it.
 	 */
 	void (*committed)(void *state, uint64_t token);
-	/* Stop reading (drain is starting); may be NULL. */
+	/* Stop reading (drain is starting); NULL: pause() is called instead. */
 	void (*stop)(void *state);
 	/* Release everything but the state itself. */
 	void (*close)(void *state);
@@ -166,8 +175,9 @@ struct dc_sink_ops {
 /*
  * A worker's main(): options -c/--config FILE, --check, -h, -V; loads
  * configuration (common sections + ops->keys), runs the loop until
- * SIGTERM/SIGINT, drains, exits 0 (78 on a configuration error, 69 when
- * a dependency refuses us for good, 1 otherwise).
+ * SIGTERM/SIGINT, drains, exits 0 (75 when stop_timeout_ms cut the drain
+ * short, 78 on a configuration error, 69 when a dependency refuses us for
+ * good, 64 on a bad command line, 1 otherwise: exit_codes.h).
  */
 int dc_source_main(int argc, char **argv, const struct dc_source_ops *ops);
 int dc_sink_main(int argc, char **argv, const struct dc_sink_ops *ops);

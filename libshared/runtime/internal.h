@@ -23,6 +23,17 @@ struct rt_producer {
 	bool ready;
 };
 
+/* Appends node to a singly linked FIFO (head, tail, len; node->next is NULL). */
+#define RT_FIFO_PUSH(head, tail, len, node)    \
+	do {                                   \
+		if (tail)                      \
+			(tail)->next = (node); \
+		else                           \
+			(head) = (node);       \
+		(tail) = (node);               \
+		(len)++;                       \
+	} while (0)
+
 struct rt_src_rec;  /* source.c */
 struct rt_sink_msg; /* sink.c */
 

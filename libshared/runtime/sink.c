@@ -338,12 +338,7 @@ static void on_message(void *arg, struct dn_message *msg)
 	m->received_us = dc_now_us();
 	m->metrics->received++;
 	m->metrics->inflight++;
-	if (rt->pend_tail)
-		rt->pend_tail->next = m;
-	else
-		rt->pend_head = m;
-	rt->pend_tail = m;
-	rt->pend_len++;
+	RT_FIFO_PUSH(rt->pend_head, rt->pend_tail, rt->pend_len, m);
 	/* The broker sends no more on this partition until we ack. */
 	if (m->metrics->inflight >= rt->max_unacked)
 		rt->window_full = true;

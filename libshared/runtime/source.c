@@ -249,12 +249,7 @@ static int enqueue(struct dc_rt *rt, const struct dc_record *rec, const char *to
 	r->attempts = 1;
 	r->metrics->received++;
 	r->metrics->inflight++;
-	if (rt->q_tail)
-		rt->q_tail->next = r;
-	else
-		rt->q_head = r;
-	rt->q_tail = r;
-	rt->q_len++;
+	RT_FIFO_PUSH(rt->q_head, rt->q_tail, rt->q_len, r);
 	rc = dn_producer_send(p->p, r->payload, r->len, r->attrs, r->nattrs, r->routing_key,
 			      on_sent, r);
 	if (rc != 0)
