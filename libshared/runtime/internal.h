@@ -10,6 +10,7 @@
 #include "backoff.h"
 #include "exit_codes.h"
 #include "ipc/ipc.h"
+#include "runtime/metrics.h"
 #include "runtime/connector.h"
 
 enum rt_on_error { RT_ON_ERROR_FAIL, RT_ON_ERROR_SKIP, RT_ON_ERROR_DLQ };

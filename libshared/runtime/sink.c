@@ -25,7 +25,7 @@ struct rt_sink_msg {
 	struct rt_sink_msg *next;
 	struct dc_rt *rt;
 	struct dn_message *msg;
-	struct dc_ipc_topic *metrics;
+	struct dc_metrics_topic *metrics;
 	uint64_t received_us;
 	unsigned attempts;
 };
@@ -187,8 +187,8 @@ void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)
 		switch (r->result) {
 		case DC_WRITE_OK:
 			m->metrics->processed++;
-			dc_ipc_hist_observe(&m->metrics->duration,
-					    (double)(now - m->received_us) / 1e6);
+			dc_metrics_observe(&m->metrics->duration,
+					   (double)(now - m->received_us) / 1e6);
 			ack(rt, m);
 			break;
 		case DC_WRITE_RETRY:
@@ -262,7 +262,7 @@ static void start_batch(struct dc_rt *rt)
 		rt->window_full = false;
 	rt->batch.n = n;
 	rt->batch.attempt = 0;
-	dc_ipc_hist_observe(&rt->batch_msgs[0]->metrics->batch_size, (double)n);
+	dc_metrics_observe(&rt->batch_msgs[0]->metrics->batch_size, (double)n);
 	dc_log_debug("writing a batch of %zu (%zu more waiting)", n, rt->pend_len);
 	rt->batch_busy = true;
 	rt->kops->write(rt->state, &rt->batch);
@@ -321,7 +321,7 @@ static void on_message(void *arg, struct dn_message *msg)
 	struct dc_rt *rt = arg;
 	struct rt_sink_msg *m = calloc(1, sizeof(*m));
 
-	if (!m || !(m->metrics = dc_ipc_topic(msg->topic))) {
+	if (!m || !(m->metrics = dc_metrics_topic(msg->topic))) {
 		/* Not acknowledged: the broker redelivers it. */
 		dc_log_error("out of memory receiving a message");
 		free(m);
@@ -363,7 +363,7 @@ static void on_consumer_waiting(void *arg, const char *reason)
 /* The broker skipped offsets: say so loudly, count them; nothing else can be done here. */
 void dc_rt_skipped(struct dc_rt *rt, const char *topic, uint64_t expected, uint64_t got)
 {
-	struct dc_ipc_topic *t = dc_ipc_topic(topic);
+	struct dc_metrics_topic *t = dc_metrics_topic(topic);
 
 	if (t)
 		t->skipped += got - expected;

@@ -18,7 +18,7 @@
 struct rt_src_rec {
 	struct rt_src_rec *next;
 	struct dc_rt *rt;
-	struct dc_ipc_topic *metrics;
+	struct dc_metrics_topic *metrics;
 	char *topic;
 	void *payload;
 	size_t len;
@@ -194,7 +194,7 @@ static void on_sent(void *arg, int code, const char *error)
 		return;
 	}
 	r->metrics->processed++;
-	dc_ipc_hist_observe(&r->metrics->duration, (double)(dc_now_us() - r->received_us) / 1e6);
+	dc_metrics_observe(&r->metrics->duration, (double)(dc_now_us() - r->received_us) / 1e6);
 	rec_finished(rt, r);
 }
 
@@ -235,7 +235,7 @@ static int enqueue(struct dc_rt *rt, const struct dc_record *rec, const char *to
 	struct rt_src_rec *r = p ? rec_copy(rt, rec, topic) : NULL;
 	int rc;
 
-	if (!r || !(r->metrics = dc_ipc_topic(topic))) {
+	if (!r || !(r->metrics = dc_metrics_topic(topic))) {
 		if (r)
 			rec_free(r);
 		return -ENOMEM;

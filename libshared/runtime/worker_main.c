@@ -42,19 +42,19 @@ void rt_health_update(struct dc_rt *rt)
 	char reason[1024];
 
 	if (rt->stopping) {
-		dc_ipc_set_state(DC_IPC_STOPPING, "stopping on request");
+		dc_health_set_state(DC_HEALTH_STOPPING, "stopping on request");
 		return;
 	}
 	if (danube_ok && rt->external_up) {
 		rt->ever_ready = true;
-		dc_ipc_set_state(DC_IPC_READY, NULL);
+		dc_health_set_state(DC_HEALTH_READY, NULL);
 		return;
 	}
 	/* Nothing to fix on our side but waiting: degraded, not starting, and why. */
 	if (!rt->danube_up && !rt->danube_lost && rt->danube_waiting) {
 		snprintf(reason, sizeof(reason), "%s%s%s", rt->danube_waiting,
 			 rt->external_up ? "" : "; ", rt->external_up ? "" : ext);
-		dc_ipc_set_state(DC_IPC_DEGRADED, reason);
+		dc_health_set_state(DC_HEALTH_DEGRADED, reason);
 		return;
 	}
 	/* Both sides when both are down: the operator fixes both. */
@@ -67,7 +67,7 @@ void rt_health_update(struct dc_rt *rt)
 		snprintf(reason, sizeof(reason), "%s: %s%s%s",
 			 rt->danube_up ? "danube" : "connecting to Danube", dn,
 			 rt->external_up ? "" : "; ", rt->external_up ? "" : ext);
-	dc_ipc_set_state(rt->ever_ready ? DC_IPC_DEGRADED : DC_IPC_STARTING, reason);
+	dc_health_set_state(rt->ever_ready ? DC_HEALTH_DEGRADED : DC_HEALTH_STARTING, reason);
 }
 
 void rt_danube_up(struct dc_rt *rt)
@@ -160,11 +160,11 @@ void dc_rt_report_error(struct dc_rt *rt, const char *topic, const char *error_t
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	dc_log_error("%s%s%s", topic ? topic : "", topic ? ": " : "", text);
-	dc_ipc_set_error(text);
+	dc_health_set_error(text);
 	if (topic && error_type) {
-		struct dc_ipc_topic *t = dc_ipc_topic(topic);
+		struct dc_metrics_topic *t = dc_metrics_topic(topic);
 
-		if (t && dc_ipc_count_failed(t, error_type, 1) != 0)
+		if (t && dc_metrics_count_failed(t, error_type, 1) != 0)
 			dc_log_warn("out of memory counting an error");
 	}
 }
@@ -181,7 +181,7 @@ void rt_dependency_failed(struct dc_rt *rt, int code, const char *error)
 	bool refused = code == DN_UNAUTHENTICATED || code == DN_PERMISSION_DENIED;
 
 	dc_log_error("Danube refused us for good: %s", error);
-	dc_ipc_set_error(error);
+	dc_health_set_error(error);
 	rt_fail(rt, refused ? DC_EXIT_UNAVAILABLE : DC_EXIT_FAILURE);
 }
 
@@ -391,7 +391,7 @@ static int run(struct dc_rt *rt)
 	/* nng's threads, started by dc_ipc_open, must never take these. */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	rc = dc_ipc_open(&rt->ipc, rt->loop, NULL);
+	rc = dc_ipc_open(&rt->ipc, rt->loop, NULL, dc_health_fill);
 	if (rc != 0) {
 		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 		return DC_EXIT_FAILURE;
@@ -433,6 +433,7 @@ static int run(struct dc_rt *rt)
 	if (rt->client)
 		dn_client_free(rt->client);
 	dc_ipc_close(rt->ipc);
+	dc_metrics_reset();
 	return rt->exit_code < 0 ? DC_EXIT_FAILURE : rt->exit_code;
 }
 
