@@ -78,40 +78,60 @@ static size_t count_lines(const char *path)
 	return n;
 }
 
+/* A consumer of n messages of topic (created), with their attributes, ready. */
+static struct th_proc *consume_n(const char *dir, struct th_broker *b, const char *topic,
+				 const char *n)
+{
+	char *argv[] = {(char *)ctl(),  "consume",     "-u", (char *)th_broker_url(b),
+			"-t",           (char *)topic, "-s", "t",
+			"--type",       "exclusive",   "-n", (char *)n,
+			"--attributes", NULL};
+	struct th_proc *c;
+	char want[300];
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", topic, "--reliable", NULL), 0);
+	c = th_spawn(dir, argv, NULL);
+	snprintf(want, sizeof(want), "consuming %s", topic);
+	ck_assert(TH_WAIT(th_proc_output_contains(c, want), 10000));
+	return c;
+}
+
+/* Waits for cons to exit 0 having printed rec-1 .. rec-n in order; returns its output. */
+static char *consumed_in_order(struct th_proc *cons, int n)
+{
+	char *log, want[64];
+	const char *at;
+	int status;
+
+	ck_assert(th_proc_wait(cons, 20000, &status));
+	ck_assert_int_eq(th_exit_code(status), 0);
+	log = th_proc_output(cons);
+	at = log;
+	for (int i = 1; i <= n; i++) {
+		snprintf(want, sizeof(want), "rec-%d\n", i);
+		at = strstr(at, want);
+		ck_assert_msg(at != NULL, "missing %s in order in:\n%s", want, log);
+	}
+	return log;
+}
+
 START_TEST(source_records_arrive_in_order_with_attributes)
 {
 	struct th_broker *b = broker();
 	const char *dir = th_tmpdir();
 	char *log, want[64];
-	const char *at;
-	int status;
-
-	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/echo", "--reliable", NULL),
-			 0);
-	char *cargv[] = {(char *)ctl(),  "consume",
-			 "-u",           (char *)th_broker_url(b),
-			 "-t",           "/default/echo",
-			 "-s",           "t",
-			 "--type",       "exclusive",
-			 "-n",           "50",
-			 "--attributes", NULL};
-	struct th_proc *cons = th_spawn(dir, cargv, NULL);
-
-	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/echo"), 10000));
+	struct th_proc *cons = consume_n(dir, b, "/default/echo", "50");
 	struct th_proc *w = worker(dir, "tests/workers/echo-source",
 				   conf(dir, "echo", "echo-source", b,
 					"topic = /default/echo\ndispatch = reliable\n"
 					"[echo]\ncount = 50\n"));
-	ck_assert(th_proc_wait(cons, 20000, &status));
-	ck_assert_int_eq(th_exit_code(status), 0);
-	log = th_proc_output(cons);
-	at = log;
+
+	log = consumed_in_order(cons, 50);
 	for (int i = 1; i <= 50; i++) {
 		const char *a, *b2;
 
 		snprintf(want, sizeof(want), "rec-%d\n", i);
-		a = strstr(at, want);
-		ck_assert_msg(a != NULL, "missing %s in order in:\n%s", want, log);
+		a = strstr(log, want);
 		/* The attributes precede the payload on its line. */
 		b2 = a;
 		while (b2 > log && b2[-1] != '\n')
@@ -121,7 +141,6 @@ START_TEST(source_records_arrive_in_order_with_attributes)
 				      memmem(b2, (size_t)(a - b2), want, strlen(want)),
 			      "no %s on line of rec-%d", want, i);
 		ck_assert(memmem(b2, (size_t)(a - b2), "src=echo\t", 9) != NULL);
-		at = a + 1;
 	}
 	free(log);
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 50"), 10000));
@@ -174,34 +193,14 @@ START_TEST(source_submitting_past_queue_size_keeps_all_in_order)
 {
 	struct th_broker *b = broker();
 	const char *dir = th_tmpdir();
-	char *log, want[64];
-	const char *at;
-	int status;
-
-	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/soft", "--reliable", NULL),
-			 0);
-	char *cargv[] = {(char *)ctl(), "consume",       "-u", (char *)th_broker_url(b),
-			 "-t",          "/default/soft", "-s", "t",
-			 "--type",      "exclusive",     "-n", "60",
-			 NULL};
-	struct th_proc *cons = th_spawn(dir, cargv, NULL);
-
-	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/soft"), 10000));
+	struct th_proc *cons = consume_n(dir, b, "/default/soft", "60");
 	/* One loop pass submits up to 100 records: all 60 before the first ack. */
 	struct th_proc *w = worker(dir, "tests/workers/echo-source",
 				   conf(dir, "soft", "echo-source", b,
 					"topic = /default/soft\n[runtime]\nqueue_size = 8\n"
 					"[echo]\ncount = 60\nignore_pause = true\n"));
-	ck_assert(th_proc_wait(cons, 20000, &status));
-	ck_assert_int_eq(th_exit_code(status), 0);
-	log = th_proc_output(cons);
-	at = log;
-	for (int i = 1; i <= 60; i++) {
-		snprintf(want, sizeof(want), "rec-%d\n", i);
-		at = strstr(at, want);
-		ck_assert_msg(at != NULL, "missing %s in order in:\n%s", want, log);
-	}
-	free(log);
+
+	free(consumed_in_order(cons, 60));
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 60"), 10000));
 	ck_assert(th_proc_output_contains(w, "echo paused at 9"));
 	ck_assert(th_proc_output_contains(w, "echo resumed"));
@@ -958,22 +957,37 @@ START_TEST(sink_health_degraded_while_danube_down_then_ready_delivers_all)
 }
 END_TEST
 
+/*
+ * A collect-sink writing out = dir/out.txt with one batch of the n lines
+ * in hand, written delay_ms long; stop_ms: its [runtime] stop_timeout_ms.
+ */
+static struct th_proc *sink_busy(struct th_broker *b, const char *dir, char *out, int n,
+				 const char *lines, const char *stop_ms, const char *delay_ms)
+{
+	char window[32], runtime[128], collect[64];
+	struct th_proc *w;
+
+	snprintf(out, 512, "%s/out.txt", dir);
+	/* Only a full window ends a batch: the lines are one batch, whatever the machine's pace. */
+	snprintf(window, sizeof(window), "max_unacked = %d", n);
+	snprintf(runtime, sizeof(runtime),
+		 "batch_timeout_ms = 1h\nbatch_linger_ms = 1h\nstop_timeout_ms = %s", stop_ms);
+	snprintf(collect, sizeof(collect), "delay_ms = %s", delay_ms);
+	w = sink_rt(b, dir, "col", out, window, runtime, collect);
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", lines);
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch"), 10000));
+	return w;
+}
+
 /* A batch in the sink's hands at SIGTERM is finished and acknowledged before exit 0. */
 START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 {
 	struct th_broker *b = sink_broker();
 	const char *dir = th_tmpdir();
 	char out[512];
+	struct th_proc *w = sink_busy(b, dir, out, 2, "t1\nt2\n", "20000", "1000");
 
-	snprintf(out, sizeof(out), "%s/out.txt", dir);
-	/* Only a window of 2 ends a batch: t1 and t2 are one batch, whatever the machine's pace. */
-	struct th_proc *w = sink_rt(b, dir, "col", out, "max_unacked = 2",
-				    "batch_timeout_ms = 1h\nbatch_linger_ms = 1h\n"
-				    "stop_timeout_ms = 20000",
-				    "delay_ms = 1000");
-	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
-	produce(b, "/default/in", "t1\nt2\n");
-	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch"), 10000));
 	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 15000)), 0);
 	ck_assert(th_proc_clean(w));
 	ck_assert_int_eq((int)count_lines(out), 2);
@@ -1036,17 +1050,9 @@ END_TEST
 START_TEST(sigterm_drain_cut_short_by_stop_timeout_exits_75)
 {
 	struct th_broker *b = sink_broker();
-	const char *dir = th_tmpdir();
 	char out[512];
+	struct th_proc *w = sink_busy(b, th_tmpdir(), out, 1, "t1\n", "200", "1h");
 
-	snprintf(out, sizeof(out), "%s/out.txt", dir);
-	struct th_proc *w = sink_rt(b, dir, "col", out, "max_unacked = 1",
-				    "batch_timeout_ms = 1h\nbatch_linger_ms = 1h\n"
-				    "stop_timeout_ms = 200",
-				    "delay_ms = 1h");
-	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
-	produce(b, "/default/in", "t1\n");
-	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch 1"), 10000));
 	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 15000)), 75);
 	ck_assert(th_proc_output_contains(w, "drain was cut short with 1 records unacknowledged"));
 	ck_assert(!th_proc_output_contains(w, "drained, exiting"));
