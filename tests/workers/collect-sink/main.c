@@ -159,10 +159,9 @@ static void collect_close(void *state)
 {
 	struct collect *c = state;
 
-	if (ev_is_active(&c->delay_w))
-		ev_timer_stop(dc_rt_loop(c->rt), &c->delay_w);
-	if (ev_is_active(&c->up_w))
-		ev_timer_stop(dc_rt_loop(c->rt), &c->up_w);
+	/* A no-op on a watcher never started (--check opens and closes only). */
+	ev_timer_stop(dc_rt_loop(c->rt), &c->delay_w);
+	ev_timer_stop(dc_rt_loop(c->rt), &c->up_w);
 	if (c->out)
 		fclose(c->out);
 }
