@@ -285,6 +285,15 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 	type = dc_config_str(cfg, "danube", "subscription_type");
 	c->single_consumer =
 		type && (strcmp(type, "exclusive") == 0 || strcmp(type, "failover") == 0);
+	/* The stored offset is per partition: a second consumer of it would rewrite its rows. */
+	if (c->exactly_once && !c->single_consumer) {
+		dc_diag_add(diag,
+			    "%s: exactly_once needs an exclusive or failover subscription, "
+			    "not subscription_type = %s (%s): rows would be written twice",
+			    dc_config_where(cfg, P, "exactly_once"), type ? type : "unset",
+			    dc_config_where(cfg, "danube", "subscription_type"));
+		bad = 1;
+	}
 	c->subscription = dc_config_str(cfg, "danube", "subscription");
 	if (!c->subscription)
 		c->subscription = name;
