@@ -73,7 +73,9 @@ static void env_init(struct env *e, const struct sv_opts *o)
 				       "health_interval_ms = %d\n"
 				       "health_timeout_ms = %d\n"
 				       "stop_timeout_ms = %d\n"
-				       "\n[danube]\nservice_url = http://127.0.0.1:6650\n",
+				       "\n[danube]\nservice_url = http://127.0.0.1:6650\n"
+				       /* the workers' drain limit: the kill comes 1 s after it */
+				       "\n[runtime]\nstop_timeout_ms = 100\n",
 				       e->conn, e->run, e->workers, e->port, d.backoff_initial_ms,
 				       d.backoff_max_ms, d.intensity, d.period_s,
 				       d.health_interval_ms, d.health_timeout_ms,
@@ -89,8 +91,9 @@ static void add_conn_rt(struct env *e, const char *name, const char *runtime, co
 	snprintf(path, sizeof(path), "%s/%s.ini", e->conn, name);
 	ck_assert_int_eq(th_write_file(path,
 				       "[connector]\ntype = testworker\n\n"
-				       "[danube]\ntopic = /default/%s\n\n[runtime]\n%s\n[test]\n%s",
-				       name, runtime, test),
+				       "[danube]\ntopic = /default/%s\n\n%s%s%s[test]\n%s",
+				       name, runtime[0] ? "[runtime]\n" : "", runtime,
+				       runtime[0] ? "\n" : "", test),
 			 0);
 }
 
@@ -843,9 +846,10 @@ START_TEST(control_socket_commands_and_errors)
 	ck_assert_int_eq(pid_of(&e, "w"), 0);
 	ctl_ok(&e, dcctl_Op_OP_START, "off");
 	ck_assert(TH_WAIT(is_state(&e, "off", "running"), 5000));
-	/* a reload restarts what an operator stopped only if it is enabled */
+	/* a reload leaves what an operator stopped stopped, and stops what is disabled */
 	ctl_ok(&e, dcctl_Op_OP_RELOAD, "");
-	ck_assert(TH_WAIT(is_state(&e, "w", "running"), 5000));
+	ck_assert_str_eq(state_of(&e, "w", NULL), "stopped");
+	ck_assert(TH_WAIT(is_state(&e, "off", "stopped"), 5000));
 	{
 		struct stat st;
 		char path[600];
