@@ -20,8 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-
 /* Room for the header in front of a 4 KiB line. */
 #define DGRAM_MAX 4608
 /* How long closing waits for the queue to drain. */
@@ -219,16 +217,20 @@ int dc_syslog_fwd_open(struct dc_syslog_fwd **out, struct ev_loop *loop, const c
 
 void dc_syslog_fwd_close(struct dc_syslog_fwd *f)
 {
-	uint64_t end = dc_now_ms() + CLOSE_DRAIN_MS;
+	int left = CLOSE_DRAIN_MS;
 
 	if (f == NULL)
 		return;
 	/* The last lines of a shutdown matter most: give the reader a moment. */
-	while ((f->head != NULL || f->dropped > 0) && f->fd >= 0 && dc_now_ms() < end) {
+	while (f->head != NULL && f->fd >= 0 && left > 0) {
 		struct pollfd p = {.fd = f->fd, .events = POLLOUT};
+		struct timespec t0, t1;
 
-		if (poll(&p, 1, (int)(end - dc_now_ms())) <= 0 || flush(f) < 0)
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (poll(&p, 1, left) <= 0 || flush(f) < 0)
 			break;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		left -= (int)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
 	}
 	fwd_disconnect(f);
 	drop_queue(f);
