@@ -1543,7 +1543,7 @@ START_TEST(reload_restarts_connectors_that_inherit_a_changed_default)
 	pi = pid_of(&e, "inherits");
 	po = pid_of(&e, "overrides");
 	/* Neither connector file changed: only the default one of them inherits. */
-	global_append(&e, "\n[runtime]\nbatch_size = 7\n");
+	global_append(&e, "batch_size = 7\n"); /* [runtime] is the file's last section */
 	ctl_ok(&e, dcctl_Op_OP_RELOAD, "");
 	ck_assert(
 		TH_WAIT(is_state(&e, "inherits", "running") && pid_of(&e, "inherits") != pi, 5000));
@@ -1683,6 +1683,63 @@ START_TEST(drain_cut_short_is_stopped_with_a_warning)
 }
 END_TEST
 
+/* danube-connectctl -s SOCKET ARGS... (up to 4); its exit status, output in *out. */
+static int ctl_args(struct env *e, char **out, const char *a1, const char *a2, const char *a3,
+		    const char *a4)
+{
+	char sock[600];
+	char *argv[] = {(char *)th_build_path("danube-connectctl"),
+			"-s",
+			sock,
+			(char *)a1,
+			(char *)a2,
+			(char *)a3,
+			(char *)a4,
+			NULL};
+
+	snprintf(sock, sizeof(sock), "ipc://%s/control.sock", e->run);
+	return th_run(argv, out, 30000);
+}
+
+START_TEST(ctl_wait_returns_once_the_state_is_reached)
+{
+	struct env e;
+	char *out;
+	long pid;
+
+	env_init(&e, NULL);
+	add_conn(&e, "slow", "ready_after_ms = 300\nstop_delay_ms = 300\n");
+	add_conn(&e, "bad", "exit_code = 78\n");
+	add_conn(&e, "lazy", "never_ready = true\n");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "slow", "running") && is_state(&e, "bad", "failed"), 5000));
+
+	/* Each answer comes after the state: checked at once, not waited for. */
+	ck_assert_int_eq(ctl_args(&e, &out, "stop", "slow", "--wait", NULL), 0);
+	free(out);
+	ck_assert_str_eq(state_of(&e, "slow", NULL), "stopped");
+	ck_assert_int_eq(ctl_args(&e, &out, "start", "--wait", "20", "slow"), 0);
+	free(out);
+	ck_assert_str_eq(state_of(&e, "slow", &pid), "running");
+	ck_assert_int_eq(ctl_args(&e, &out, "restart", "slow", "--wait=20", NULL), 0);
+	free(out);
+	ck_assert_str_eq(state_of(&e, "slow", NULL), "running");
+	ck_assert_int_ne(pid_of(&e, "slow"), pid);
+
+	/* A state it does not leave by itself fails at once, with the reason. */
+	ck_assert_int_eq(ctl_args(&e, &out, "start", "bad", "--wait", NULL), 1);
+	ck_assert_msg(strstr(out, "bad is failed, not running: exited with status 78") != NULL,
+		      "%s", out);
+	free(out);
+	ck_assert_int_eq(ctl_args(&e, &out, "start", "lazy", "--wait", "1"), 1);
+	ck_assert_msg(strstr(out, "lazy is starting after 1 s, not running") != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(ctl_args(&e, &out, "start", "lazy", "--wait=0", NULL), 64);
+	free(out);
+	stop_daemon(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("supervisor");
@@ -1715,6 +1772,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, readyz_counts_a_broken_connector_file);
 	tcase_add_test(tc, stop_waits_for_the_workers_own_drain_limit);
 	tcase_add_test(tc, drain_cut_short_is_stopped_with_a_warning);
+	tcase_add_test(tc, ctl_wait_returns_once_the_state_is_reached);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");
