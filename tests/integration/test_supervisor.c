@@ -864,8 +864,9 @@ START_TEST(control_socket_commands_and_errors)
 }
 END_TEST
 
-/* Run danube-connectctl against the test's daemon; its exit status, output in *out. */
-static int ctlcmd(struct env *e, char **out, const char *a1, const char *a2)
+/* danube-connectctl -s SOCKET ARGS... (up to 4); its exit status, output in *out. */
+static int ctl_args(struct env *e, char **out, const char *a1, const char *a2, const char *a3,
+		    const char *a4)
 {
 	char sock[600];
 	char *argv[] = {(char *)th_build_path("danube-connectctl"),
@@ -873,10 +874,18 @@ static int ctlcmd(struct env *e, char **out, const char *a1, const char *a2)
 			sock,
 			(char *)a1,
 			(char *)a2,
+			(char *)a3,
+			(char *)a4,
 			NULL};
 
 	snprintf(sock, sizeof(sock), "ipc://%s/control.sock", e->run);
-	return th_run(argv, out, 10000);
+	return th_run(argv, out, 30000);
+}
+
+/* Run danube-connectctl against the test's daemon; its exit status, output in *out. */
+static int ctlcmd(struct env *e, char **out, const char *a1, const char *a2)
+{
+	return ctl_args(e, out, a1, a2, NULL, NULL);
 }
 
 START_TEST(cli_commands_against_the_daemon)
@@ -1682,24 +1691,6 @@ START_TEST(drain_cut_short_is_stopped_with_a_warning)
 	stop_daemon(&e);
 }
 END_TEST
-
-/* danube-connectctl -s SOCKET ARGS... (up to 4); its exit status, output in *out. */
-static int ctl_args(struct env *e, char **out, const char *a1, const char *a2, const char *a3,
-		    const char *a4)
-{
-	char sock[600];
-	char *argv[] = {(char *)th_build_path("danube-connectctl"),
-			"-s",
-			sock,
-			(char *)a1,
-			(char *)a2,
-			(char *)a3,
-			(char *)a4,
-			NULL};
-
-	snprintf(sock, sizeof(sock), "ipc://%s/control.sock", e->run);
-	return th_run(argv, out, 30000);
-}
 
 START_TEST(ctl_wait_returns_once_the_state_is_reached)
 {
