@@ -1,7 +1,7 @@
 /*
  * Loading danube-connectd's configuration: [supervisor] from the global file
- * and, from every *.ini in connectors_dir, the [connector] section (the worker
- * checks its own sections itself).
+ * and, from every *.ini in connectors_dir, the [connector], [danube] and
+ * [runtime] values in effect (the worker checks its own sections itself).
  */
 #include "conf.h"
 
