@@ -259,4 +259,6 @@ void dc_syslog_fwd_send(struct dc_syslog_fwd *f, int severity, const char *ident
 		rv = send_one(f, buf, (size_t)n + len);
 	if (rv == 1 && !enqueue(f, buf, (size_t)n + len, false))
 		f->dropped++;
+	else if (rv == 0 && f->dropped > 0)
+		report_dropped(f); /* lines lost with a socket that went away */
 }
