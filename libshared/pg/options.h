@@ -1,0 +1,39 @@
+/*
+ * The [postgres] keys both PostgreSQL connectors share, declared once, and
+ * turning a loaded configuration into struct dc_pg_opts.
+ */
+#ifndef DC_PG_OPTIONS_H
+#define DC_PG_OPTIONS_H
+
+#include "config.h"
+#include "pg/conn.h"
+
+/* The connection string: required, a secret (it may carry the password). */
+#define DC_PG_KEY_CONNINFO                                                                       \
+	{                                                                                        \
+		"postgres", "conninfo", DC_CFG_STRING, NULL, DC_CFG_REQUIRED | DC_CFG_SECRET, 0, \
+			0, NULL, NULL                                                            \
+	}
+
+/* The reconnect delay, growing from the first key to the second (each worker its own cap). */
+#define DC_PG_KEYS_RECONNECT(max_default)                                                        \
+	{"postgres", "reconnect_backoff_ms", DC_CFG_DURATION, "200", 0, 1, 3600000, NULL, NULL}, \
+	{                                                                                        \
+		"postgres", "reconnect_backoff_max_ms", DC_CFG_DURATION, max_default, 0, 1,      \
+			3600000, NULL, NULL                                                      \
+	}
+
+/* A connection attempt that gets no answer for this long is given up and retried. */
+#define DC_PG_CONNECT_TIMEOUT_MS 10000
+
+/*
+ * Fills o from [postgres] conninfo and the reconnect keys (the timeouts are
+ * the caller's: connect_timeout_ms is DC_PG_CONNECT_TIMEOUT_MS, no query
+ * timeout). Checks the conninfo without connecting and keeps its masked
+ * copy (o->masked, free with dc_pg_opts_free). Problems go to diag with
+ * their place. Returns 0 or -1.
+ */
+int dc_pg_opts_load(struct dc_pg_opts *o, const struct dc_config *cfg, struct dc_diag *diag);
+void dc_pg_opts_free(struct dc_pg_opts *o);
+
+#endif
