@@ -48,6 +48,7 @@ END_TEST
 
 /* What the adapter reported, for the tests to wait on. */
 struct probe {
+	struct dc_pg_opts o; /* the adapter's copy */
 	struct dc_pg_conn *c;
 	int ups, downs, results, readable;
 	double down_at[64]; /* ev_now of each on_down */
@@ -123,8 +124,26 @@ static struct dc_pg_conn *adapter(struct probe *p, const struct dc_pg_opts *o)
 		.on_up = on_up, .on_down = on_down, .on_readable = on_readable};
 
 	memset(p, 0, sizeof(*p));
-	ck_assert_int_eq(dc_pg_conn_new(EV_DEFAULT, o, &cbs, p, &p->c), 0);
+	p->o = *o;
+	ck_assert_int_eq(dc_pg_conn_new(EV_DEFAULT, &p->o, &cbs, p, &p->c), 0);
 	return p->c;
+}
+
+/* A cluster, and an adapter connected to it: backoff from backoff_ms to 4 times that. */
+static struct th_pg *connected(struct probe *p, uint64_t backoff_ms, uint64_t query_timeout_ms)
+{
+	struct th_pg *pg = th_pg_start(NULL, NULL);
+	struct dc_pg_opts o = {.conninfo = th_pg_conninfo(pg),
+			       .masked = "the test cluster",
+			       .connect_timeout_ms = 10000,
+			       .query_timeout_ms = query_timeout_ms,
+			       .backoff_ms = backoff_ms,
+			       .backoff_max_ms = 4 * backoff_ms};
+
+	adapter(p, &o);
+	dc_pg_conn_start(p->c);
+	ck_assert(RUN_UNTIL(EV_DEFAULT, p->ups == 1, 30000));
+	return pg;
 }
 
 /* Sends a query and runs the loop until its result; 0 or the query's error. */
@@ -141,20 +160,11 @@ static int query(struct probe *p, const char *sql, bool prepared, int n, const c
 
 START_TEST(adapter_connects_queries_and_times_out_a_query)
 {
-	struct th_pg *pg = th_pg_start(NULL, NULL);
-	struct dc_pg_opts o = {.conninfo = th_pg_conninfo(pg),
-			       .masked = "the test cluster",
-			       .connect_timeout_ms = 10000,
-			       .query_timeout_ms = 2000,
-			       .backoff_ms = 50,
-			       .backoff_max_ms = 200};
 	const char *params[] = {"41"};
 	struct probe p;
-	struct dc_pg_conn *c = adapter(&p, &o);
+	struct th_pg *pg = connected(&p, 50, 2000);
+	struct dc_pg_conn *c = p.c;
 
-	ck_assert_ptr_null(dc_pg_conn_pg(c));
-	dc_pg_conn_start(c);
-	ck_assert(RUN_UNTIL(EV_DEFAULT, p.ups == 1, 30000));
 	ck_assert(dc_pg_conn_idle(c));
 	ck_assert_ptr_nonnull(dc_pg_conn_pg(c));
 
@@ -199,17 +209,10 @@ END_TEST
 
 START_TEST(adapter_reconnects_with_backoff_after_a_server_restart)
 {
-	struct th_pg *pg = th_pg_start(NULL, NULL);
-	struct dc_pg_opts o = {.conninfo = th_pg_conninfo(pg),
-			       .masked = "the test cluster",
-			       .connect_timeout_ms = 10000,
-			       .backoff_ms = 100,
-			       .backoff_max_ms = 400};
 	struct probe p;
-	struct dc_pg_conn *c = adapter(&p, &o);
+	struct th_pg *pg = connected(&p, 100, 0);
+	struct dc_pg_conn *c = p.c;
 
-	dc_pg_conn_start(c);
-	ck_assert(RUN_UNTIL(EV_DEFAULT, p.ups == 1, 30000));
 	th_pg_stop(pg);
 	/* The loss, then refused attempts, each after at least the first delay. */
 	ck_assert(RUN_UNTIL(EV_DEFAULT, p.downs >= 4, 30000));
@@ -272,19 +275,12 @@ END_TEST
 
 START_TEST(adapter_raw_mode_on_a_replication_connection)
 {
-	struct th_pg *pg = th_pg_start(NULL, NULL);
-	struct dc_pg_opts o = {.conninfo = th_pg_conninfo(pg),
-			       .masked = "the test cluster",
-			       .connect_timeout_ms = 10000,
-			       .backoff_ms = 50,
-			       .backoff_max_ms = 200};
 	struct probe p;
-	struct dc_pg_conn *c = adapter(&p, &o);
+	struct th_pg *pg = connected(&p, 50, 0);
+	struct dc_pg_conn *c = p.c;
 	PGresult *r;
 	PGconn *conn;
 
-	dc_pg_conn_start(c);
-	ck_assert(RUN_UNTIL(EV_DEFAULT, p.ups == 1, 30000));
 	/* Another connection in place of this one: no on_down. */
 	dc_pg_conn_connect(c, true);
 	ck_assert(RUN_UNTIL(EV_DEFAULT, p.ups == 2, 30000));
