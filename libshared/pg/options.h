@@ -9,18 +9,23 @@
 #include "pg/conn.h"
 
 /* The connection string: required, a secret (it may carry the password). */
-#define DC_PG_KEY_CONNINFO                                                                       \
-	{                                                                                        \
-		"postgres", "conninfo", DC_CFG_STRING, NULL, DC_CFG_REQUIRED | DC_CFG_SECRET, 0, \
-			0, NULL, NULL                                                            \
+#define DC_PG_KEY_CONNINFO                                                       \
+	{                                                                        \
+		.section = "postgres", .key = "conninfo", .type = DC_CFG_STRING, \
+		.flags = DC_CFG_REQUIRED | DC_CFG_SECRET                         \
 	}
 
 /* The reconnect delay, growing from the first key to the second (each worker its own cap). */
-#define DC_PG_KEYS_RECONNECT(max_default)                                                        \
-	{"postgres", "reconnect_backoff_ms", DC_CFG_DURATION, "200", 0, 1, 3600000, NULL, NULL}, \
-	{                                                                                        \
-		"postgres", "reconnect_backoff_max_ms", DC_CFG_DURATION, max_default, 0, 1,      \
-			3600000, NULL, NULL                                                      \
+#define DC_PG_KEYS_RECONNECT(max_default)                                                          \
+	{.section = "postgres",                                                                    \
+	 .key = "reconnect_backoff_ms",                                                            \
+	 .type = DC_CFG_DURATION,                                                                  \
+	 .def = "200",                                                                             \
+	 .min = 1,                                                                                 \
+	 .max = 3600000},                                                                          \
+	{                                                                                          \
+		.section = "postgres", .key = "reconnect_backoff_max_ms", .type = DC_CFG_DURATION, \
+		.def = max_default, .min = 1, .max = 3600000                                       \
 	}
 
 /* A connection attempt that gets no answer for this long is given up and retried. */
