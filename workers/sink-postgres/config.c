@@ -1,8 +1,8 @@
-/* sink-postgres's [postgres] keys and their checks (the conninfo's through pg/conninfo.h). */
+/* sink-postgres's [postgres] keys and their checks (the connection's through pg/options.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg/conninfo.h"
+#include "pg/options.h"
 #include "skpg.h"
 
 #define P "postgres"
@@ -10,7 +10,7 @@ static const char *const modes[] = {"insert", "upsert", NULL};
 
 /* clang-format off */
 static const struct dc_cfg_key keys[] = {
-	{.section = P, .key = "conninfo", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED | DC_CFG_SECRET},
+	DC_PG_KEY_CONNINFO,
 	{.section = P, .key = "table", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
 	{.section = P, .key = "mode", .type = DC_CFG_ENUM, .def = "insert", .choices = modes},
 	{.section = P, .key = "key_columns", .type = DC_CFG_STRING},
@@ -23,8 +23,7 @@ static const struct dc_cfg_key keys[] = {
 	{.section = P, .key = "offsets_table", .type = DC_CFG_STRING, .def = "danube_connect_offsets"},
 	{.section = P, .key = "connect_timeout_ms", .type = DC_CFG_DURATION, .def = "10000", .min = 100, .max = 3600000},
 	{.section = P, .key = "write_timeout_ms", .type = DC_CFG_DURATION, .def = "60000", .min = 100, .max = 3600000},
-	{.section = P, .key = "reconnect_backoff_ms", .type = DC_CFG_DURATION, .def = "200", .min = 1, .max = 3600000},
-	{.section = P, .key = "reconnect_backoff_max_ms", .type = DC_CFG_DURATION, .def = "30000", .min = 1, .max = 3600000},
+	DC_PG_KEYS_RECONNECT("30000"),
 };
 /* clang-format on */
 const struct dc_cfg_table skpg_keys = DC_CFG_TABLE(keys);
@@ -204,17 +203,11 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 {
 	const char *type;
 	const char *why, *v;
-	char msg[256];
 	int bad = 0;
 
 	memset(c, 0, sizeof(*c));
-	c->conninfo = dc_config_str(cfg, P, "conninfo");
-	if (c->conninfo &&
-	    dc_pg_conninfo_mask(c->conninfo, &c->conninfo_masked, msg, sizeof(msg))) {
-		dc_diag_add(diag, "%s: conninfo: %s", dc_config_where(cfg, P, "conninfo"),
-			    msg[0] ? msg : "out of memory");
+	if (dc_pg_opts_load(&c->pg, cfg, diag) != 0)
 		bad = 1;
-	}
 	v = dc_config_str(cfg, P, "table");
 	if (v && !(c->table = quote_table(v, &why))) {
 		dc_diag_add(diag, "%s: table: %s", dc_config_where(cfg, P, "table"),
@@ -287,13 +280,20 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 	type = dc_config_str(cfg, "danube", "subscription_type");
 	c->single_consumer =
 		type && (strcmp(type, "exclusive") == 0 || strcmp(type, "failover") == 0);
+	/* The stored offset is per partition: a second consumer of it would rewrite its rows. */
+	if (c->exactly_once && !c->single_consumer) {
+		dc_diag_add(diag,
+			    "%s: exactly_once needs an exclusive or failover subscription, "
+			    "not subscription_type = %s (%s): rows would be written twice",
+			    dc_config_where(cfg, P, "exactly_once"), type ? type : "unset",
+			    dc_config_where(cfg, "danube", "subscription_type"));
+		bad = 1;
+	}
 	c->subscription = dc_config_str(cfg, "danube", "subscription");
 	if (!c->subscription)
 		c->subscription = name;
-	c->connect_timeout_ms = (uint64_t)dc_config_int(cfg, P, "connect_timeout_ms");
-	c->write_timeout_ms = (uint64_t)dc_config_int(cfg, P, "write_timeout_ms");
-	c->backoff_ms = (uint64_t)dc_config_int(cfg, P, "reconnect_backoff_ms");
-	c->backoff_max_ms = (uint64_t)dc_config_int(cfg, P, "reconnect_backoff_max_ms");
+	c->pg.connect_timeout_ms = (uint64_t)dc_config_int(cfg, P, "connect_timeout_ms");
+	c->pg.query_timeout_ms = (uint64_t)dc_config_int(cfg, P, "write_timeout_ms");
 	if (bad) {
 		skpg_config_free(c);
 		return -1;
@@ -303,7 +303,7 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 
 void skpg_config_free(struct skpg_config *c)
 {
-	free(c->conninfo_masked);
+	dc_pg_opts_free(&c->pg);
 	free(c->table);
 	free_list(c->keys, c->nkeys);
 	free_list(c->columns, c->ncolumns);
