@@ -33,6 +33,14 @@ struct offset {
 	 */
 	uint64_t hole_lo[MAX_HOLES], hole_hi[MAX_HOLES];
 	size_t nholes;
+	/*
+	 * exactly_once after a start: offsets between the stored one and the
+	 * first that came, not seen yet. What the consumer's channel kept comes
+	 * before the redelivered window, so they are reported as skipped only if
+	 * a later one of them comes first, or when RESUME_GRACE_MS pass.
+	 */
+	uint64_t resume_lo, resume_hi;
+	bool resume_pending;
 };
 
 struct range {
@@ -57,6 +65,7 @@ struct skpg {
 	size_t ncolumns;
 	struct offset *offs;
 	size_t noffs;
+	ev_timer resume_timer; /* reports the resume gaps not filled in time */
 
 	struct dc_batch *batch; /* being written */
 	const struct dn_message **msgs;
@@ -359,18 +368,51 @@ static bool already_written(struct skpg *s, const struct dn_message *m)
 	return false;
 }
 
+#define RESUME_GRACE_MS 2000
+
+static void resume_report(struct skpg *s, struct offset *o, uint64_t got)
+{
+	if (got > o->resume_lo)
+		dc_rt_skipped(s->rt, o->topic, o->resume_lo, got);
+}
+
+static void on_resume_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct skpg *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	for (size_t i = 0; i < s->noffs; i++) {
+		if (s->offs[i].resume_pending)
+			resume_report(s, &s->offs[i], s->offs[i].resume_hi + 1);
+		s->offs[i].resume_pending = false;
+	}
+}
+
 /*
- * exactly_once, first batch after start: the first offset of each topic
- * should follow the stored one; a jump means the broker skipped messages
- * while the worker was away (or the last ones before the stop went to
- * on_error). Within a run the consumer itself reports gaps.
+ * exactly_once after start: offsets of each topic should follow the stored
+ * one; a jump means the broker skipped messages while the worker was away
+ * (or the last ones before the stop went to on_error). The broker
+ * redelivers in order from its cursor, so an offset in the gap reports what
+ * lies below it as skipped. Within a run the consumer itself reports gaps.
  */
 static void check_resume(struct skpg *s, const struct dn_message *m)
 {
 	struct offset *o = offset_for(s, m->topic);
 
-	if (o && o->has_stored && !o->has_seen && m->offset > o->stored + 1)
-		dc_rt_skipped(s->rt, m->topic, o->stored + 1, m->offset);
+	if (!o || !o->has_stored)
+		return;
+	if (!s->resume_checked && !o->has_seen && !o->resume_pending &&
+	    m->offset > o->stored + 1) {
+		o->resume_lo = o->stored + 1;
+		o->resume_hi = m->offset - 1;
+		o->resume_pending = true;
+		ev_timer_start(dc_rt_loop(s->rt), &s->resume_timer);
+	} else if (o->resume_pending && m->offset >= o->resume_lo && m->offset <= o->resume_hi) {
+		resume_report(s, o, m->offset);
+		o->resume_lo = m->offset + 1;
+		o->resume_pending = o->resume_lo <= o->resume_hi;
+	}
 }
 
 /*
@@ -390,7 +432,7 @@ static void begin(struct skpg *s)
 		const struct dn_message *m = s->msgs[i];
 		size_t bad;
 
-		if (s->cfg.exactly_once && !s->resume_checked && s->cfg.single_consumer)
+		if (s->cfg.exactly_once && s->cfg.single_consumer)
 			check_resume(s, m);
 		if (s->cfg.exactly_once && already_written(s, m)) {
 			skipped++;
@@ -602,6 +644,7 @@ static void skpg_close(void *state)
 	struct skpg *s = state;
 
 	/* A batch still here is the runtime's to free, unacknowledged. */
+	ev_timer_stop(dc_rt_loop(s->rt), &s->resume_timer);
 	dc_pg_conn_free(s->conn);
 	skpg_config_free(&s->cfg);
 	free_columns(s);
@@ -620,6 +663,8 @@ static int skpg_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 	struct skpg *s = state;
 
 	s->rt = rt;
+	ev_timer_init(&s->resume_timer, on_resume_timer, RESUME_GRACE_MS / 1e3, 0);
+	s->resume_timer.data = s;
 	if (skpg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0)
 		return -1;
 	if (dc_pg_conn_new(dc_rt_loop(rt), &s->cfg.pg, &cbs, s, &s->conn) != 0) {
