@@ -1203,6 +1203,44 @@ START_TEST(sink_reports_and_counts_messages_the_broker_skipped)
 }
 END_TEST
 
+/*
+ * The two minimal connectors (the measure of what a new connector costs)
+ * carry records end to end: minimal-source's 50 records land in
+ * minimal-sink's file once each, in order, and both drain and exit 0.
+ */
+START_TEST(minimal_connectors_carry_records_end_to_end)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], extra[1024], want[256] = "";
+	char *got;
+
+	snprintf(out, sizeof(out), "%s/minimal.txt", dir);
+	snprintf(extra, sizeof(extra),
+		 "topic = /default/in\nsubscription = s\nsubscription_type = exclusive\n"
+		 "[minimal]\nout_file = %s\n",
+		 out);
+	struct th_proc *k = worker(dir, "tests/workers/minimal-sink",
+				   conf(dir, "msink", "minimal-sink", b, extra));
+	ck_assert(TH_WAIT(th_proc_output_contains(k, "connected to Danube"), 10000));
+	struct th_proc *src = worker(dir, "tests/workers/minimal-source",
+				     conf(dir, "msrc", "minimal-source", b,
+					  "topic = /default/in\n[minimal]\ncount = 50\n"));
+	ck_assert_msg(TH_WAIT(th_proc_output_contains(src, "minimal committed 50"), 20000), "%s",
+		      th_proc_output(src));
+	ck_assert_msg(TH_WAIT(count_lines(out) >= 50, 20000), "%zu lines", count_lines(out));
+	for (int i = 1; i <= 50; i++)
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%d\n", i);
+	got = th_read_file(out);
+	ck_assert_str_eq(got, want);
+	free(got);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(src, SIGTERM, 20000)), 0);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(k, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(src));
+	ck_assert(th_proc_clean(k));
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("runtime");
@@ -1232,6 +1270,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, sink_writes_a_batch_when_the_broker_window_is_full);
 	tcase_add_test(tc, sink_writes_a_batch_when_the_stream_pauses);
 	tcase_add_test(tc, sink_reports_and_counts_messages_the_broker_skipped);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("minimal");
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, minimal_connectors_carry_records_end_to_end);
 	suite_add_tcase(s, tc);
 	return s;
 }
