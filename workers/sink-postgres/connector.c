@@ -402,8 +402,7 @@ static void check_resume(struct skpg *s, const struct dn_message *m)
 
 	if (!o || !o->has_stored)
 		return;
-	if (!s->resume_checked && !o->has_seen && !o->resume_pending &&
-	    m->offset > o->stored + 1) {
+	if (!s->resume_checked && !o->has_seen && !o->resume_pending && m->offset > o->stored + 1) {
 		o->resume_lo = o->stored + 1;
 		o->resume_hi = m->offset - 1;
 		o->resume_pending = true;
