@@ -153,9 +153,11 @@ $(TESTLIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRCS))
 	@rm -f $@
 	$(call quiet,AR,$@)$(AR) rcs $@ $^
 
+# libshared.a last: objects a test links itself (below) may use it too.
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(LIBSHARED)
 	@mkdir -p $(dir $@)
-	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIBSHARED),$^) $(LIBSHARED) \
+	    $(CHECK_LIBS) $(LIBS)
 
 # The supervisor's decision table is pure: its unit test links the object itself.
 $(BUILD)/tests/unit/test_worker_fsm: $(BUILD)/obj/supervisor/worker_fsm.o

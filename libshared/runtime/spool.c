@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "ring.h"
 #include "runtime/spool.h"
 
 #define MAGIC         "DCSPOOL1"
@@ -317,19 +318,8 @@ static int read_entry(struct dc_spool *sp, uint64_t off, uint32_t *len)
 
 static int pos_push(struct dc_spool *sp, uint64_t seq, uint64_t off)
 {
-	if (sp->n == sp->cap) {
-		size_t cap = sp->cap ? sp->cap * 2 : 256;
-		struct pos *p = malloc(cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		for (size_t i = 0; i < sp->n; i++)
-			p[i] = sp->pos[(sp->head + i) % sp->cap];
-		free(sp->pos);
-		sp->pos = p;
-		sp->cap = cap;
-		sp->head = 0;
-	}
+	if (dc_ring_reserve(&sp->pos, sizeof(*sp->pos), &sp->cap, &sp->head, sp->n, 256) != 0)
+		return -ENOMEM;
 	sp->pos[(sp->head + sp->n) % sp->cap] = (struct pos){seq, off};
 	sp->n++;
 	return 0;

@@ -64,11 +64,9 @@ int smq_config_load(struct smq_config *c, const struct dc_config *cfg, const cha
 			bad = 1;
 		}
 	}
-	if (bad) {
+	if (bad)
 		smq_config_free(c);
-		return -1;
-	}
-	return 0;
+	return bad ? -1 : 0;
 }
 
 void smq_config_free(struct smq_config *c)

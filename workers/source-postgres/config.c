@@ -169,16 +169,14 @@ int spg_config_load(struct spg_config *c, const struct dc_config *cfg, const cha
 	c->create_publication = dc_config_bool(cfg, P, "create_publication");
 	c->create_slot = dc_config_bool(cfg, P, "create_slot");
 	c->status_interval_ms = (uint64_t)dc_config_int(cfg, P, "status_interval_ms");
-	if (bad) {
+	if (bad)
 		spg_config_free(c);
-		return -1;
-	}
-	return 0;
+	return bad ? -1 : 0;
 }
 
 void spg_config_free(struct spg_config *c)
 {
+	dc_pg_opts_free(&c->pg);
 	free(c->tables_sql);
 	c->tables_sql = NULL;
-	dc_pg_opts_free(&c->pg);
 }

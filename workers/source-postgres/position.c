@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "position.h"
+#include "ring.h"
 
 void spg_position_init(struct spg_position *p, uint64_t confirmed)
 {
@@ -58,19 +59,8 @@ int spg_position_mark(struct spg_position *p, uint64_t lsn)
 			return 0;
 		}
 	}
-	if (p->len == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 64;
-		struct spg_mark *n = malloc(cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		for (size_t i = 0; i < p->len; i++)
-			n[i] = *mark_at(p, i);
-		free(p->marks);
-		p->marks = n;
-		p->cap = cap;
-		p->head = 0;
-	}
+	if (dc_ring_reserve(&p->marks, sizeof(*p->marks), &p->cap, &p->head, p->len, 64) != 0)
+		return -ENOMEM;
 	p->len++;
 	tail = mark_at(p, p->len - 1);
 	tail->seq = p->submitted;

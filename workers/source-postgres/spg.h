@@ -20,9 +20,11 @@ struct spg_config {
 	uint64_t status_interval_ms;
 };
 
-extern const struct dc_cfg_table spg_keys; /* its own sections */
-
-/* Reads and checks [postgres]; problems go to diag as FILE:LINE. Returns 0 or -1. */
+/*
+ * [postgres]: its keys, read and checked (problems go to diag as
+ * FILE:LINE; returns 0 or -1), and freed.
+ */
+extern const struct dc_cfg_table spg_keys;
 int spg_config_load(struct spg_config *c, const struct dc_config *cfg, const char *name,
 		    struct dc_diag *diag);
 void spg_config_free(struct spg_config *c);
