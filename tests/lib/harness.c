@@ -497,11 +497,27 @@ int th_run_input(char *const argv[], const char *input, char **out, int timeout_
 	return run_common(argv, input ? input : "", out, timeout_ms);
 }
 
+/*
+ * CK_TIMEOUT_MULTIPLIER, Check's own knob for a slow machine (make soak sets
+ * it), stretches the tests' deadlines as it stretches Check's timeouts.
+ */
+static unsigned long long deadline_scale(void)
+{
+	static unsigned long long scale;
+	const char *s;
+
+	if (!scale) {
+		s = getenv("CK_TIMEOUT_MULTIPLIER");
+		scale = s && atoi(s) > 1 ? (unsigned long long)atoi(s) : 1;
+	}
+	return scale;
+}
+
 th_deadline_t th_deadline(int timeout_ms)
 {
-	th_deadline_t d = {.end_ms =
-				   now_ms() + (unsigned long long)(timeout_ms > 0 ? timeout_ms : 0),
-			   .sleep_ms = 10};
+	unsigned long long ms = (unsigned long long)(timeout_ms > 0 ? timeout_ms : 0);
+	th_deadline_t d = {.end_ms = now_ms() + ms * deadline_scale(), .sleep_ms = 10};
+
 	return d;
 }
 
