@@ -334,7 +334,7 @@ static void on_child(struct ev_loop *loop, ev_child *c, int revents)
 		ev = DC_EV_EXIT_OK;
 		dc_log_info("%s: pid %d exited with status 0", w->spec.name, (int)pid);
 	} else if (WIFEXITED(status)) {
-		ev = WEXITSTATUS(status) == 78 ? DC_EV_EXIT_CONFIG : DC_EV_EXIT_CRASH;
+		ev = dc_wevent_for_status(status);
 		set_last_error(w, "exited with status %d", WEXITSTATUS(status));
 		dc_log_warn("%s: pid %d exited with status %d", w->spec.name, (int)pid,
 			    WEXITSTATUS(status));

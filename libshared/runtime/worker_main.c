@@ -15,11 +15,9 @@
 #include <unistd.h>
 
 #include "config_keys.h"
+#include "exit_codes.h"
 #include "log.h"
 #include "runtime/internal.h"
-
-#define EX_OK_     0
-#define EX_CONFIG_ 78
 
 struct ev_loop *dc_rt_loop(struct dc_rt *rt)
 {
@@ -178,13 +176,13 @@ void rt_dependency_failed(struct dc_rt *rt, int code, const char *error)
 
 	dc_log_error("Danube refused us for good: %s", error);
 	dc_ipc_set_error(error);
-	rt_fail(rt, refused ? 69 : 1);
+	rt_fail(rt, refused ? DC_EXIT_UNAVAILABLE : DC_EXIT_FAILURE);
 }
 
 void rt_drained(struct dc_rt *rt)
 {
 	dc_log_info("drained, exiting");
-	rt_fail(rt, 0);
+	rt_fail(rt, DC_EXIT_OK);
 }
 
 static void on_producer_ready(void *arg)
@@ -259,7 +257,7 @@ static void on_stop_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 
 	/* Whatever is still unacknowledged is redelivered by the broker. */
 	dc_log_warn("stop timeout: exiting with work still in flight");
-	rt_fail(rt, 0);
+	rt_fail(rt, DC_EXIT_OK);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -447,13 +445,13 @@ static int run(struct dc_rt *rt)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	if (make_client(rt) != 0) {
-		rt->exit_code = 1;
+		rt->exit_code = DC_EXIT_FAILURE;
 	} else {
 		rc = rt->sops ? rt_source_start(rt) : rt_sink_start(rt);
 		if (rc == 0)
 			rc = rt->sops ? rt->sops->start(rt->state) : rt->kops->start(rt->state);
 		if (rc != 0)
-			rt_fail(rt, 1);
+			rt_fail(rt, DC_EXIT_FAILURE);
 		else
 			ev_run(rt->loop, 0);
 	}
@@ -504,19 +502,19 @@ static int worker_main(int argc, char **argv, const struct dc_source_ops *sops,
 			break;
 		case 'h':
 			usage(stdout, type, sops != NULL);
-			return EX_OK_;
+			return DC_EXIT_OK;
 		case 'V':
 			printf("%s %s\n", type, DC_VERSION);
-			return EX_OK_;
+			return DC_EXIT_OK;
 		default:
 			usage(stderr, type, sops != NULL);
-			return 64;
+			return DC_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "%s: unexpected argument '%s'\n", type, argv[optind]);
 		usage(stderr, type, sops != NULL);
-		return 64;
+		return DC_EXIT_USAGE;
 	}
 	rt.sops = sops;
 	rt.kops = kops;
@@ -527,29 +525,29 @@ static int worker_main(int argc, char **argv, const struct dc_source_ops *sops,
 		dc_diag_write(&diag, STDERR_FILENO);
 		dc_diag_free(&diag);
 		dc_config_free(rt.cfg);
-		return EX_CONFIG_;
+		return DC_EXIT_CONFIG;
 	}
 	rt.name = connector_name(rt.cfg, file);
 	if (!rt.name) {
 		fprintf(stderr, "%s: out of memory\n", type);
 		dc_diag_free(&diag);
 		dc_config_free(rt.cfg);
-		return 1;
+		return DC_EXIT_FAILURE;
 	}
 	setup_logging(&rt);
 	rt.loop = ev_default_loop(0);
 	if (!rt.loop) {
 		dc_log_error("cannot create the event loop");
-		code = 1;
+		code = DC_EXIT_FAILURE;
 	} else if (open_connector(&rt, &diag) != 0) {
 		dc_diag_write(&diag, STDERR_FILENO);
 		close_connector(&rt);
-		code = EX_CONFIG_;
+		code = DC_EXIT_CONFIG;
 	} else if (check) {
 		dc_diag_write(&diag, STDERR_FILENO);
 		close_connector(&rt);
-		code = diag.n ? EX_CONFIG_ : EX_OK_;
-		if (code == EX_OK_)
+		code = diag.n ? DC_EXIT_CONFIG : DC_EXIT_OK;
+		if (code == DC_EXIT_OK)
 			printf("%s: configuration OK\n", file ? file : rt.name);
 	} else {
 		code = run(&rt);
