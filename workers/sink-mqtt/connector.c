@@ -3,6 +3,7 @@
  * broker confirmed it (PUBACK for QoS 1, PUBCOMP for QoS 2), so the runtime
  * acknowledges the Danube message only then.
  */
+#include <errno.h>
 #include <ev.h>
 #include <mosquitto.h>
 #include <stdio.h>
@@ -72,14 +73,14 @@ static void publish_batch(struct skmq *s)
 				     s->cfg.qos, s->cfg.retain, &s->mids[i]);
 		free(topic);
 		/* Without a connection libmosquitto keeps QoS 1/2 messages and sends them later. */
-		if (rc == 0 || (rc == -MOSQ_ERR_NO_CONN && s->cfg.qos > 0))
+		if (rc == 0 || (rc == -ENOTCONN && s->cfg.qos > 0))
 			continue;
 		if (s->pending[i]) {
 			s->pending[i] = false;
 			s->npending--;
 		}
-		snprintf(err, sizeof(err), "MQTT publish: %s", mosquitto_strerror(-rc));
-		if (rc == -MOSQ_ERR_NO_CONN || rc == -MOSQ_ERR_NOMEM)
+		snprintf(err, sizeof(err), "MQTT publish: %s", dc_mqtt_last_error(s->mqtt));
+		if (rc == -ENOTCONN || rc == -ENOMEM)
 			set_result(r, DC_WRITE_RETRY, "external", err);
 		else
 			set_result(r, DC_WRITE_FATAL, "invalid_data", err);
