@@ -7,7 +7,6 @@
 #include "exit_codes.h"
 
 #include "danube/client.h"
-#include "h2/grpc.h"
 #include "log.h"
 
 #include <ev.h>
@@ -296,7 +295,7 @@ out:
 	ev_signal_stop(co.loop, &sigterm_w);
 	dn_consumer_close(co.cons);
 	dn_client_free(client);
-	dc_grpc_shutdown_all();
+	dn_shutdown();
 	ctl_danube_defaults_free();
 	return co.status;
 }

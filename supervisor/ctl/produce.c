@@ -7,7 +7,6 @@
 #include "exit_codes.h"
 
 #include "danube/client.h"
-#include "h2/grpc.h"
 #include "log.h"
 
 #include <ev.h>
@@ -386,7 +385,7 @@ out:
 	input_stop(&pr);
 	dn_producer_close(pr.prod);
 	dn_client_free(client);
-	dc_grpc_shutdown_all();
+	dn_shutdown();
 	ctl_danube_defaults_free();
 	free(pr.line);
 	free(pr.attrs);
