@@ -76,16 +76,6 @@ struct msg_impl {
 
 static void consumer_destroy(void *arg);
 
-static void enter(struct dn_consumer *c)
-{
-	dn_guard_enter(&c->guard);
-}
-
-static void leave(struct dn_consumer *c)
-{
-	dn_guard_leave(&c->guard);
-}
-
 /* Cancel the calls that are the consumer's own (the part stops the rest). */
 static void csub_cancel(struct csub *s)
 {
@@ -200,7 +190,7 @@ static void stream_msg(void *arg, const uint8_t *buf, size_t len)
 		return;
 	}
 	dc_backoff_reset(&s->part.backoff);
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (c->type == DN_SUB_EXCLUSIVE || c->type == DN_SUB_FAILOVER) {
 		uint64_t expected = s->offsets.last + 1;
 		uint64_t skipped = dn_offsets_see(&s->offsets, m->pub.offset);
@@ -218,7 +208,7 @@ static void stream_msg(void *arg, const uint8_t *buf, size_t len)
 		}
 	}
 	c->on_message(c->arg, &m->pub);
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static void stream_done(void *arg, int code, const char *message)
@@ -228,7 +218,7 @@ static void stream_done(void *arg, int code, const char *message)
 	char err[DN_ERRLEN];
 
 	s->stream = NULL;
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (code == DN_OK)
 		snprintf(err, sizeof(err), "topic %s: the broker ended the message stream",
 			 s->part.topic);
@@ -239,7 +229,7 @@ static void stream_done(void *arg, int code, const char *message)
 		csub_reconnect(s, code, err);
 	else
 		consumer_fail(c, code, err);
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static void csub_receive(struct csub *s)
@@ -277,7 +267,7 @@ static void subscribe_done(void *arg, int code, const char *message, void *resp)
 	char err[DN_ERRLEN];
 
 	s->subscribe = NULL;
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (code == DN_OK) {
 		c->waiting = false;
 		s->part.id = cr->consumer_id;
@@ -306,7 +296,7 @@ static void subscribe_done(void *arg, int code, const char *message, void *resp)
 			csub_reconnect(s, code, err);
 		}
 	}
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static void csub_subscribe(void *arg)
@@ -386,7 +376,7 @@ static void parts_done(void *arg, int code, const char *error, char *const *name
 	uint32_t k = 0;
 
 	c->parts_op = NULL;
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (code == DN_NOT_FOUND && c->wait_for_topic) {
 		consumer_waiting(c);
 		parts_retry(c, code, error);
@@ -432,7 +422,7 @@ static void parts_done(void *arg, int code, const char *error, char *const *name
 	for (uint32_t i = 0; i < c->nsubs && !c->failed; i++)
 		dn_part_start(&c->subs[i].part);
 out:
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static void parts_start(struct dn_consumer *c)
@@ -452,10 +442,10 @@ static void parts_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct dn_consumer *c = w->data;
 
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (!c->guard.closing && !c->failed)
 		parts_start(c);
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 /* ------------------------------------------------------------------- public */
@@ -521,7 +511,7 @@ static void ack_done(void *arg, int code, const char *message, void *resp)
 		c->acks = a->next;
 	if (a->next != NULL)
 		a->next->prev = a->prev;
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (code != DN_OK) {
 		dn_error_format(err, sizeof(err), code, message, "topic %s: %s failed", a->topic,
 				a->nack ? "nack" : "ack");
@@ -530,7 +520,7 @@ static void ack_done(void *arg, int code, const char *message, void *resp)
 	if (a->cb != NULL)
 		a->cb(a->arg, code, code == DN_OK ? "" : err);
 	free(a);
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static int ack_start(struct dn_consumer *c, const struct dn_message *msg, bool nack,

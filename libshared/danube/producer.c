@@ -75,17 +75,6 @@ struct dn_producer {
 static void sub_pump(struct sub *s);
 static void producer_destroy(void *arg);
 
-/* Every loop callback brackets its work so a close from a user callback is safe. */
-static void enter(struct dn_producer *p)
-{
-	dn_guard_enter(&p->guard);
-}
-
-static void leave(struct dn_producer *p)
-{
-	dn_guard_leave(&p->guard);
-}
-
 static void entry_unlink(struct entry *e)
 {
 	struct sub *s = e->s;
@@ -132,10 +121,10 @@ static void flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (p->pending != 0 || cb == NULL)
 		return;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	p->flush_cb = NULL;
 	cb(p->flush_arg, DN_OK, "");
-	leave(p);
+	dn_guard_leave(&p->guard);
 }
 
 /* A refusal that retrying cannot fix: the producer is done. */
@@ -219,7 +208,7 @@ static void schema_done(void *arg, int code, const char *error, const struct dn_
 	struct dn_producer *p = arg;
 
 	p->schema_op = NULL;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	if (code != DN_OK) {
 		producer_fail(p, code, error);
 	} else {
@@ -229,7 +218,7 @@ static void schema_done(void *arg, int code, const char *error, const struct dn_
 		for (uint32_t i = 0; i < p->nsubs; i++)
 			sub_pump(&p->subs[i]);
 	}
-	leave(p);
+	dn_guard_leave(&p->guard);
 }
 
 static void sub_became_ready(struct sub *s)
@@ -272,7 +261,7 @@ static void create_done(void *arg, int code, const char *message, void *resp)
 	char err[DN_ERRLEN];
 
 	s->create = NULL;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	if (code == DN_OK) {
 		s->part.id = pr->producer_id;
 		sub_became_ready(s);
@@ -290,7 +279,7 @@ static void create_done(void *arg, int code, const char *message, void *resp)
 		else
 			sub_reconnect(s, code, err);
 	}
-	leave(p);
+	dn_guard_leave(&p->guard);
 }
 
 static void sub_create(void *arg)
@@ -333,7 +322,7 @@ static void send_done(void *arg, int code, const char *message, void *resp)
 
 	e->rpc = NULL;
 	s->inflight--;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	if (code == DN_OK) {
 		entry_finish(e, DN_OK, "");
 		sub_pump(s);
@@ -347,7 +336,7 @@ static void send_done(void *arg, int code, const char *message, void *resp)
 				s->part.topic);
 		sub_reconnect(s, code, err);
 	}
-	leave(p);
+	dn_guard_leave(&p->guard);
 }
 
 static int entry_send(struct sub *s, struct entry *e)
@@ -573,9 +562,9 @@ int dn_producer_send(struct dn_producer *p, const void *payload, size_t len,
 	if (s->next_send == NULL)
 		s->next_send = e;
 	p->pending++;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	sub_pump(s);
-	leave(p);
+	dn_guard_leave(&p->guard);
 	return 0;
 }
 

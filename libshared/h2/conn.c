@@ -155,38 +155,31 @@ static void sess_connect_failed(struct dc_h2_sess *s, const char *msg)
 /* ---------------------------------------------------------------- socket I/O
  */
 
+/* A plain socket's recv() or send() result: n, -EAGAIN, or -EIO with err filled. */
+static ssize_t plain_result(ssize_t n, char *err, size_t errlen)
+{
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return -EAGAIN;
+	snprintf(err, errlen, "%s", strerror(errno));
+	return -EIO;
+}
+
 /* > 0 bytes, 0 end of stream, -EAGAIN, or -EIO with err filled. */
 static ssize_t sock_read(struct dc_h2_sess *s, uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-	ssize_t n;
-
-	if (s->ssl == NULL) {
-		n = recv(s->fd, buf, len, 0);
-		if (n >= 0)
-			return n;
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return -EAGAIN;
-		snprintf(err, errlen, "%s", strerror(errno));
-		return -EIO;
-	}
-	return dc_h2_tls_read(s, buf, len, err, errlen);
+	if (s->ssl != NULL)
+		return dc_h2_tls_read(s, buf, len, err, errlen);
+	return plain_result(recv(s->fd, buf, len, 0), err, errlen);
 }
 
 static ssize_t sock_write(struct dc_h2_sess *s, const uint8_t *buf, size_t len, char *err,
 			  size_t errlen)
 {
-	ssize_t n;
-
-	if (s->ssl == NULL) {
-		n = send(s->fd, buf, len, MSG_NOSIGNAL);
-		if (n >= 0)
-			return n;
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return -EAGAIN;
-		snprintf(err, errlen, "%s", strerror(errno));
-		return -EIO;
-	}
-	return dc_h2_tls_write(s, buf, len, err, errlen);
+	if (s->ssl != NULL)
+		return dc_h2_tls_write(s, buf, len, err, errlen);
+	return plain_result(send(s->fd, buf, len, MSG_NOSIGNAL), err, errlen);
 }
 
 static int out_append(struct dc_h2_sess *s, const uint8_t *p, size_t n)
