@@ -498,10 +498,14 @@ static void on_ping_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	sess_lost(s, reason);
 }
 
-/* Tries ai_cur and the addresses after it; 0 when a connect is under way. */
+/*
+ * Tries ai_cur and the addresses after it: 0 when a connect is under way,
+ * else -errno of the last one tried, with err filled.
+ */
 static int sess_try_connect(struct dc_h2_sess *s, char *err, size_t errlen)
 {
 	struct dc_grpc_conn *conn = s->conn;
+	int rv = -EHOSTUNREACH;
 
 	for (; s->ai_cur != NULL; s->ai_cur = s->ai_cur->ai_next) {
 		struct addrinfo *ai = s->ai_cur;
@@ -510,8 +514,9 @@ static int sess_try_connect(struct dc_h2_sess *s, char *err, size_t errlen)
 		s->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			       ai->ai_protocol);
 		if (s->fd < 0) {
+			rv = -errno;
 			snprintf(err, errlen, "connect to %s: socket: %s", conn->authority,
-				 strerror(errno));
+				 strerror(-rv));
 			continue;
 		}
 		/* Small frames are latency; nghttp2 output is coalesced by us already. */
@@ -523,11 +528,12 @@ static int sess_try_connect(struct dc_h2_sess *s, char *err, size_t errlen)
 			ev_io_start(conn->loop, &s->wio);
 			return 0;
 		}
-		snprintf(err, errlen, "connect to %s: %s", conn->authority, strerror(errno));
+		rv = -errno;
+		snprintf(err, errlen, "connect to %s: %s", conn->authority, strerror(-rv));
 		close(s->fd);
 		s->fd = -1;
 	}
-	return -1;
+	return rv;
 }
 
 static void sess_addresses_ready(struct dc_h2_sess *s)

@@ -171,7 +171,10 @@ enum dc_h2_tls_step {
 	DC_H2_TLS_WANT_WRITE, /* call again when the socket is writable */
 	DC_H2_TLS_FAILED,     /* err says why */
 };
-/* Context and SSL for s->fd (CA, host check, ALPN h2): 0, or -1 with err filled. */
+/*
+ * Context and SSL for s->fd (CA, host check, ALPN h2): 0, or with err
+ * filled -EINVAL (the CA file is unusable) or -EPROTO (OpenSSL refused).
+ */
 int dc_h2_tls_start(struct dc_h2_sess *s, char *err, size_t errlen);
 enum dc_h2_tls_step dc_h2_tls_handshake(struct dc_h2_sess *s, char *err, size_t errlen);
 /* > 0 bytes, 0 end of stream, -EAGAIN, or -EIO with err filled. */

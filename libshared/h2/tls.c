@@ -42,7 +42,7 @@ int dc_h2_tls_start(struct dc_h2_sess *s, char *err, size_t errlen)
 			ssl_reason(reason, sizeof(reason), SSL_ERROR_SSL);
 			snprintf(err, errlen, "TLS to %s: cannot load CA file %s: %s",
 				 conn->authority, conn->tls_ca, reason);
-			return -1;
+			return -EINVAL;
 		}
 	} else if (SSL_CTX_set_default_verify_paths(s->ssl_ctx) != 1) {
 		goto ssl_error;
@@ -68,7 +68,7 @@ int dc_h2_tls_start(struct dc_h2_sess *s, char *err, size_t errlen)
 ssl_error:
 	ssl_reason(reason, sizeof(reason), SSL_ERROR_SSL);
 	snprintf(err, errlen, "TLS to %s: %s", conn->authority, reason);
-	return -1;
+	return -EPROTO;
 }
 
 enum dc_h2_tls_step dc_h2_tls_handshake(struct dc_h2_sess *s, char *err, size_t errlen)
