@@ -160,6 +160,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(LIBSHARED)
 
 # The supervisor's decision table is pure: its unit test links the object itself.
 $(BUILD)/tests/unit/test_worker_fsm: $(BUILD)/obj/supervisor/worker_fsm.o
+$(BUILD)/tests/unit/test_syslog_fwd: $(BUILD)/obj/supervisor/syslog_fwd.o
 # So are source-postgres's decoder, events and positions.
 SPG_PURE := pgoutput event position
 $(BUILD)/tests/unit/test_pgoutput: $(SPG_PURE:%=$(BUILD)/obj/workers/source-postgres/%.o)

@@ -1,7 +1,7 @@
 /*
  * Loading danube-connectd's configuration: [supervisor] from the global file
- * and, from every *.ini in connectors_dir, the [connector] section (the worker
- * checks its own sections itself).
+ * and, from every *.ini in connectors_dir, the [connector], [danube] and
+ * [runtime] values in effect (the worker checks its own sections itself).
  */
 #include "conf.h"
 
@@ -17,19 +17,62 @@
 #include "http.h"
 #include "log.h"
 
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= ((const unsigned char *)p)[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
 static uint64_t file_digest(const char *path)
 {
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+	uint64_t h = FNV_OFFSET;
 	FILE *f = fopen(path, "re");
-	int c;
+	char buf[4096];
+	size_t n;
 
 	if (f == NULL)
 		return 0;
-	while ((c = getc(f)) != EOF) {
-		h ^= (unsigned char)c;
-		h *= 0x100000001b3ULL;
-	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		h = fnv1a(h, buf, n);
 	fclose(f);
+	return h;
+}
+
+/*
+ * The configuration a key's effective value comes from: the connector file
+ * (or the environment over it), else the global file's default for every
+ * connector. [connector] is the connector file's alone.
+ */
+static const struct dc_config *effective(const struct dc_config *conn,
+					 const struct dc_config *global, const char *section,
+					 const char *key)
+{
+	const char *where = dc_config_where(conn, section, key);
+
+	if (global == NULL || strcmp(section, "connector") == 0)
+		return conn;
+	return strcmp(where, "default") == 0 || strcmp(where, "unset") == 0 ? global : conn;
+}
+
+/* The file's bytes and the effective values of the shared sections it inherits. */
+static uint64_t effective_digest(uint64_t h, const struct dc_config *conn,
+				 const struct dc_config *global, const struct dc_cfg_key *keys,
+				 size_t nkeys)
+{
+	for (size_t i = 0; i < nkeys; i++) {
+		const char *v = dc_config_str(effective(conn, global, keys[i].section, keys[i].key),
+					      keys[i].section, keys[i].key);
+
+		h = fnv1a(h, keys[i].section, strlen(keys[i].section) + 1);
+		h = fnv1a(h, keys[i].key, strlen(keys[i].key) + 1);
+		/* Unset and empty differ: a marker byte that no text value starts with. */
+		h = v != NULL ? fnv1a(h, v, strlen(v) + 1) : fnv1a(h, "\xff", 1);
+	}
 	return h;
 }
 
@@ -59,15 +102,18 @@ static bool name_ok(const char *s)
 	return true;
 }
 
-static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, const char *dir,
-			  const char *fname, struct dc_diag *diag)
+static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c,
+			  const struct dc_config *global, const char *fname, struct dc_diag *diag)
 {
-	static char *const no_env[] = {NULL};
+	const char *dir = c->connectors_dir;
 	struct sockaddr_un un;
-	struct dc_config_src src = {.envp = no_env};
+	struct dc_config_src src = {0};
 	struct dc_config *cfg = NULL;
+	struct dc_cfg_key *keys = NULL;
+	size_t nkeys = 0;
 	const char *type;
 	char sn[DC_SHOWN_NAME], sp[DC_SHOWN_PATH];
+	int rv;
 
 	memset(s, 0, sizeof(*s));
 	s->name = strndup(fname, strlen(fname) - 4);
@@ -88,10 +134,23 @@ static int load_connector(struct dc_conn_spec *s, const struct dc_supd_conf *c, 
 			    dc_log_shown(c->run_dir, sp, sizeof(sp)));
 		return 0;
 	}
-	/* As a "global" file only [connector] is read, and checked strictly. */
+	/*
+	 * As a "global" file only the shared sections are read (the worker checks
+	 * its own), with the environment over them as the worker sees it.
+	 */
+	if (dc_cfg_keys_concat(&keys, &nkeys, DC_CFG_KEYS_CONNECTOR, DC_CFG_KEYS_DANUBE,
+			       DC_CFG_KEYS_RUNTIME, NULL) < 0)
+		return -1;
 	src.global_file = s->path;
-	if (dc_config_load(&cfg, DC_CFG_KEYS_CONNECTOR, &src, diag) < 0)
+	rv = dc_config_load(&cfg, keys, nkeys, &src, diag);
+	if (rv < 0) {
+		free(keys);
 		return 0;
+	}
+	s->digest = effective_digest(s->digest, cfg, global, keys, nkeys);
+	free(keys);
+	s->stop_timeout_ms = (uint64_t)dc_config_int(
+		effective(cfg, global, "runtime", "stop_timeout_ms"), "runtime", "stop_timeout_ms");
 	type = dc_config_str(cfg, "connector", "type");
 	if (type == NULL || !name_ok(type)) {
 		dc_diag_add(diag, "%s: connector.type: '%s' is not a worker program name",
@@ -116,7 +175,8 @@ static int by_name(const void *a, const void *b)
 		      ((const struct dc_conn_spec *)b)->name);
 }
 
-static int load_connectors(struct dc_supd_conf *c, struct dc_diag *diag)
+static int load_connectors(struct dc_supd_conf *c, const struct dc_config *global,
+			   struct dc_diag *diag)
 {
 	DIR *d = opendir(c->connectors_dir);
 	struct dirent *e;
@@ -142,8 +202,7 @@ static int load_connectors(struct dc_supd_conf *c, struct dc_diag *diag)
 			c->conns = t;
 			cap = cap ? cap * 2 : 8;
 		}
-		if (load_connector(&c->conns[c->nconns++], c, c->connectors_dir, e->d_name, diag) <
-		    0)
+		if (load_connector(&c->conns[c->nconns++], c, global, e->d_name, diag) < 0)
 			goto oom;
 	}
 	closedir(d);
@@ -294,8 +353,9 @@ int dc_supd_conf_load(struct dc_supd_conf *out, const char *global_file, bool pr
 		dc_supd_conf_free(&c);
 		return -1;
 	}
+	rv = load_connectors(&c, cfg, diag);
 	dc_config_free(cfg);
-	if (load_connectors(&c, diag) < 0) {
+	if (rv < 0) {
 		dc_supd_conf_free(&c);
 		return -1;
 	}

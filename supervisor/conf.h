@@ -18,8 +18,11 @@ struct dc_conn_spec {
 	char *type;       /* worker program under worker_dir */
 	char *type_where; /* "FILE:LINE" of the type key, for --check messages */
 	bool enabled;
-	bool valid;      /* false: the file has problems (logged); type may be NULL */
-	uint64_t digest; /* of the file's bytes: a change means restart */
+	bool valid; /* false: the file has problems (logged); type may be NULL */
+	/* Of the file's bytes and the [connector], [danube], [runtime] values in effect
+	 * (global file defaults, environment): a change means restart. */
+	uint64_t digest;
+	uint64_t stop_timeout_ms; /* [runtime] stop_timeout_ms in effect: the worker's drain */
 };
 
 struct dc_supd_conf {

@@ -198,6 +198,7 @@ static void handle(struct dc_supd *sup, const dcctl_Request *req, dcctl_Response
 		    req->op == dcctl_Op_OP_START  ? "start"
 		    : req->op == dcctl_Op_OP_STOP ? "stop"
 						  : "restart");
+	w->held = req->op == dcctl_Op_OP_STOP;
 	dc_worker_event(w, req->op == dcctl_Op_OP_START  ? DC_EV_START
 			   : req->op == dcctl_Op_OP_STOP ? DC_EV_STOP
 							 : DC_EV_RESTART);

@@ -226,7 +226,8 @@ static int run(struct dc_supd *sup)
 	ev_set_userdata(sup->loop, sup);
 	if (make_run_dir(sup->conf.run_dir) < 0)
 		return DC_EXIT_CONFIG;
-	if (dc_syslog_fwd_open(&sup->fwd, "/dev/log", sup->conf.facility) < 0) {
+	if (dc_syslog_fwd_open(&sup->fwd, sup->loop, "/dev/log", sup->conf.facility,
+			       DC_SYSLOG_FWD_QUEUE_MAX) < 0) {
 		dc_log_error("cannot set up syslog forwarding");
 		return DC_EXIT_SOFTWARE;
 	}

@@ -55,6 +55,7 @@ static int add_worker(struct dc_supd *sup, const struct dc_conn_spec *spec)
 		dc_worker_free(w);
 		return -1;
 	}
+	w->file_broken = !spec->valid;
 	if (!spec->valid)
 		mark_invalid(w);
 	else if (spec->enabled)
@@ -122,6 +123,7 @@ static void apply_spec(struct dc_supd *sup, struct dc_worker *w, const struct dc
 {
 	bool changed = spec->digest != w->spec.digest;
 
+	w->file_broken = !spec->valid;
 	if (!spec->valid) {
 		dc_log_error("%s: %s has problems: the worker is left as it is", spec->name,
 			     spec->path);
@@ -135,6 +137,11 @@ static void apply_spec(struct dc_supd *sup, struct dc_worker *w, const struct dc
 		if (w->fsm.state != DC_W_STOPPED)
 			dc_log_info("%s: disabled", spec->name);
 		dc_worker_event(w, DC_EV_STOP);
+	} else if (w->held) {
+		/* `stop NAME` holds until `start NAME`, whatever the reload brings. */
+		if (changed)
+			dc_log_info("%s: %s changed: stays stopped until started", spec->name,
+				    spec->path);
 	} else if (changed) {
 		dc_log_info("%s: %s changed: restarting", spec->name, spec->path);
 		dc_worker_event(w, DC_EV_RESTART);
@@ -216,6 +223,8 @@ int dc_supd_reload(struct dc_supd *sup, char *err, size_t errlen)
 		} else if (w->removed) {
 			/* Came back before its old process was gone: start it again. */
 			w->removed = false;
+			w->held = false;
+			w->file_broken = !spec->valid;
 			(void)dc_worker_set_spec(w, spec);
 			if (spec->valid && spec->enabled)
 				dc_worker_event(w, DC_EV_RESTART);
@@ -240,7 +249,8 @@ void dc_supd_publish(struct dc_supd *sup)
 		for (size_t i = 0; i < sup->nworkers; i++) {
 			const struct dc_worker *w = sup->workers[i];
 
-			if (!w->removed && w->spec.enabled && !dc_worker_ready(w))
+			if (!w->removed &&
+			    (w->file_broken || (w->spec.enabled && !dc_worker_ready(w))))
 				fprintf(f, "%s%s", nlen > 0 ? " " : "", w->spec.name);
 			fflush(f);
 		}

@@ -44,7 +44,9 @@ struct dc_worker {
 	uint64_t restarts_total;
 	char *last_error; /* the supervisor's view: exit status, spawn failure */
 
-	bool removed; /* gone from the configuration: free once stopped */
+	bool removed;     /* gone from the configuration: free once stopped */
+	bool held;        /* stopped by the operator: a reload leaves it stopped */
+	bool file_broken; /* its file had errors at the last (re)load: not ready */
 };
 
 struct dc_supd {
@@ -79,6 +81,12 @@ void dc_worker_health_poll(struct dc_worker *w);
 /* Replace the spec (same name); the caller decides about a restart. */
 int dc_worker_set_spec(struct dc_worker *w, const struct dc_conn_spec *spec);
 bool dc_worker_ready(const struct dc_worker *w);
+
+/* Beyond the worker's own [runtime] stop_timeout_ms, before SIGKILL. */
+#define DC_STOP_MARGIN_MS 1000u
+/* When a stopping worker gets SIGKILL: the supervisor's stop_timeout_ms, or the
+ * worker's own drain limit plus DC_STOP_MARGIN_MS when that is longer. */
+uint64_t dc_worker_kill_after_ms(const struct dc_worker *w);
 
 int dc_conn_spec_copy(struct dc_conn_spec *dst, const struct dc_conn_spec *src);
 void dc_conn_spec_clear(struct dc_conn_spec *s);

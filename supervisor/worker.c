@@ -17,6 +17,7 @@
 #include <pb_decode.h>
 
 #include "clock.h"
+#include "exit_codes.h"
 #include "health.h"
 #include "log.h"
 #include "output.h"
@@ -41,6 +42,7 @@ int dc_conn_spec_copy(struct dc_conn_spec *dst, const struct dc_conn_spec *src)
 	dst->enabled = src->enabled;
 	dst->valid = src->valid;
 	dst->digest = src->digest;
+	dst->stop_timeout_ms = src->stop_timeout_ms;
 	if (dst->name == NULL || dst->path == NULL || (src->type != NULL && dst->type == NULL) ||
 	    (src->type_where != NULL && dst->type_where == NULL)) {
 		dc_conn_spec_clear(dst);
@@ -246,6 +248,14 @@ out:
 	return rv;
 }
 
+uint64_t dc_worker_kill_after_ms(const struct dc_worker *w)
+{
+	uint64_t drain = w->spec.stop_timeout_ms + DC_STOP_MARGIN_MS;
+
+	/* The worker gives up its drain first and says so by its exit status. */
+	return drain > w->sup->conf.stop_timeout_ms ? drain : w->sup->conf.stop_timeout_ms;
+}
+
 static void signal_group(struct dc_worker *w, int sig)
 {
 	if (w->pid > 0 && kill(-w->pid, sig) < 0 && errno != ESRCH)
@@ -286,7 +296,7 @@ void dc_worker_event(struct dc_worker *w, enum dc_wevent ev)
 		signal_group(w, SIGCONT);
 		signal_group(w, SIGTERM);
 		ev_timer_stop(w->sup->loop, &w->timer);
-		ev_timer_set(&w->timer, (double)c->stop_timeout_ms / 1000.0, 0.0);
+		ev_timer_set(&w->timer, (double)dc_worker_kill_after_ms(w) / 1000.0, 0.0);
 		ev_timer_start(w->sup->loop, &w->timer);
 	}
 	if (acts & DC_ACT_KILL) {
@@ -333,6 +343,15 @@ static void on_child(struct ev_loop *loop, ev_child *c, int revents)
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		ev = DC_EV_EXIT_OK;
 		dc_log_info("%s: pid %d exited with status 0", w->spec.name, (int)pid);
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == DC_EXIT_TEMPFAIL &&
+		   w->fsm.state == DC_W_STOPPING) {
+		/* Stopped as asked, but what it had in hand was not all written. */
+		ev = DC_EV_EXIT_OK;
+		set_last_error(w, "stopped with its drain cut short (exit status %d)",
+			       DC_EXIT_TEMPFAIL);
+		dc_log_warn("%s: pid %d stopped with its drain cut short (exit status %d): "
+			    "unacknowledged messages will be delivered again",
+			    w->spec.name, (int)pid, DC_EXIT_TEMPFAIL);
 	} else if (WIFEXITED(status)) {
 		ev = dc_wevent_for_status(status);
 		set_last_error(w, "exited with status %d", WEXITSTATUS(status));

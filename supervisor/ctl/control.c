@@ -10,8 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "control.h"
+
+/* --wait without SECONDS. */
+#define WAIT_DEFAULT_S 60
+/* How often --wait asks for the state. */
+#define WAIT_POLL_MS 100
 
 /* Start, stop and restart wait for the daemon, which may wait for a worker. */
 #define CALL_TIMEOUT_MS 30000
@@ -136,8 +142,8 @@ int ctl_check(const dcctl_Response *resp, const char *name)
 	}
 }
 
-/* [-s URL] NAME for start, stop and restart; [-s URL] alone for reload and metrics. */
-static int parse_simple(int argc, char **argv, const char **url, const char **name, bool want_name)
+/* [-s URL] alone: reload and metrics. */
+static int parse_simple(int argc, char **argv, const char **url)
 {
 	static const struct option longopts[] = {
 		{"socket", required_argument, NULL, 's'},
@@ -151,24 +157,140 @@ static int parse_simple(int argc, char **argv, const char **url, const char **na
 			return ctl_usage_error("%s: bad option", argv[0]);
 		*url = optarg;
 	}
-	if (want_name && optind == argc)
-		return ctl_usage_error("%s needs a connector NAME", argv[0]);
-	if (optind + (want_name ? 1 : 0) != argc)
-		return ctl_usage_error("%s: unexpected argument '%s'", argv[0],
-				       argv[optind + (want_name ? 1 : 0)]);
-	*name = want_name ? argv[optind] : NULL;
+	if (optind != argc)
+		return ctl_usage_error("%s: unexpected argument '%s'", argv[0], argv[optind]);
 	return 0;
 }
 
-static int simple(int argc, char **argv, const char *url, dcctl_Op op, bool want_name)
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A state the connector does not leave by itself towards want. */
+static bool dead_end(const char *state, const char *want)
+{
+	if (strcmp(want, "running") == 0)
+		return strcmp(state, "failed") == 0 || strcmp(state, "stopped") == 0;
+	return false;
+}
+
+/* Polls the connector's state until it is want: 0, or 1 with the state it is in on stderr. */
+static int wait_for(const char *url, const char *name, const char *want, unsigned seconds)
+{
+	uint64_t end = mono_ms() + (uint64_t)seconds * 1000u;
+	const struct timespec pause = {.tv_nsec = WAIT_POLL_MS * 1000000L};
+
+	for (;;) {
+		dcctl_Response resp;
+		char state[32] = "", last_error[256] = "";
+		int rc = ctl_call(url, dcctl_Op_OP_STATUS, name, &resp);
+
+		if (rc == 0 && resp.workers_count == 1) {
+			snprintf(state, sizeof(state), "%s", resp.workers[0].state);
+			snprintf(last_error, sizeof(last_error), "%s",
+				 resp.workers[0].last_error ? resp.workers[0].last_error : "");
+		}
+		pb_release(dcctl_Response_fields, &resp);
+		if (rc != 0)
+			return rc;
+		if (strcmp(state, want) == 0)
+			return 0;
+		if (dead_end(state, want) || mono_ms() >= end) {
+			const char *st = state[0] ? state : "unknown";
+
+			if (dead_end(state, want))
+				fprintf(stderr, "danube-connectctl: %s is %s, not %s", name, st,
+					want);
+			else
+				fprintf(stderr, "danube-connectctl: %s is %s after %u s, not %s",
+					name, st, seconds, want);
+			fprintf(stderr, "%s%s\n", last_error[0] ? ": " : "", last_error);
+			return DC_EXIT_FAILURE;
+		}
+		nanosleep(&pause, NULL);
+	}
+}
+
+/* SECONDS of --wait: a whole number from 1 to a day. */
+static bool parse_seconds(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	v = strtoul(s, &end, 10);
+	if (*end != '\0' || v < 1 || v > 86400)
+		return false;
+	*out = (unsigned)v;
+	return true;
+}
+
+/* [-s URL] [--wait [SECONDS]] NAME, in any order: start, stop and restart. */
+static int parse_change(int argc, char **argv, const char **url, const char **name,
+			unsigned *wait_s)
+{
+	*name = NULL;
+	*wait_s = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0) {
+			if (i + 1 == argc)
+				return ctl_usage_error("%s: %s needs a URL", argv[0], a);
+			*url = argv[++i];
+		} else if (strncmp(a, "--socket=", 9) == 0) {
+			*url = a + 9;
+		} else if (strcmp(a, "--wait") == 0) {
+			*wait_s = WAIT_DEFAULT_S;
+			if (i + 1 < argc && parse_seconds(argv[i + 1], wait_s))
+				i++;
+		} else if (strncmp(a, "--wait=", 7) == 0) {
+			if (!parse_seconds(a + 7, wait_s))
+				return ctl_usage_error("%s: --wait takes SECONDS, 1 to 86400: '%s'",
+						       argv[0], a + 7);
+		} else if (a[0] == '-' && a[1] != '\0') {
+			return ctl_usage_error("%s: bad option '%s'", argv[0], a);
+		} else if (*name != NULL) {
+			return ctl_usage_error("%s: unexpected argument '%s'", argv[0], a);
+		} else {
+			*name = a;
+		}
+	}
+	if (*name == NULL)
+		return ctl_usage_error("%s needs a connector NAME", argv[0]);
+	return 0;
+}
+
+/* start, stop, restart: the request, then with --wait the state it leads to. */
+static int change(int argc, char **argv, const char *url, dcctl_Op op)
 {
 	dcctl_Response resp;
-	const char *name = NULL;
-	int rc = parse_simple(argc, argv, &url, &name, want_name);
+	const char *name;
+	unsigned wait_s;
+	int rc = parse_change(argc, argv, &url, &name, &wait_s);
 
 	if (rc != 0)
 		return rc;
 	rc = ctl_call(url, op, name, &resp);
+	pb_release(dcctl_Response_fields, &resp);
+	if (rc != 0 || wait_s == 0)
+		return rc;
+	return wait_for(url, name, op == dcctl_Op_OP_STOP ? "stopped" : "running", wait_s);
+}
+
+static int simple(int argc, char **argv, const char *url, dcctl_Op op)
+{
+	dcctl_Response resp;
+	int rc = parse_simple(argc, argv, &url);
+
+	if (rc != 0)
+		return rc;
+	rc = ctl_call(url, op, NULL, &resp);
 	if (rc == 0 && op == dcctl_Op_OP_METRICS && resp.text)
 		fputs(resp.text, stdout);
 	pb_release(dcctl_Response_fields, &resp);
@@ -181,25 +303,25 @@ static int simple(int argc, char **argv, const char *url, dcctl_Op op, bool want
 
 int ctl_start(int argc, char **argv, const char *socket_url)
 {
-	return simple(argc, argv, socket_url, dcctl_Op_OP_START, true);
+	return change(argc, argv, socket_url, dcctl_Op_OP_START);
 }
 
 int ctl_stop(int argc, char **argv, const char *socket_url)
 {
-	return simple(argc, argv, socket_url, dcctl_Op_OP_STOP, true);
+	return change(argc, argv, socket_url, dcctl_Op_OP_STOP);
 }
 
 int ctl_restart(int argc, char **argv, const char *socket_url)
 {
-	return simple(argc, argv, socket_url, dcctl_Op_OP_RESTART, true);
+	return change(argc, argv, socket_url, dcctl_Op_OP_RESTART);
 }
 
 int ctl_reload(int argc, char **argv, const char *socket_url)
 {
-	return simple(argc, argv, socket_url, dcctl_Op_OP_RELOAD, false);
+	return simple(argc, argv, socket_url, dcctl_Op_OP_RELOAD);
 }
 
 int ctl_metrics(int argc, char **argv, const char *socket_url)
 {
-	return simple(argc, argv, socket_url, dcctl_Op_OP_METRICS, false);
+	return simple(argc, argv, socket_url, dcctl_Op_OP_METRICS);
 }

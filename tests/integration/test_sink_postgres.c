@@ -570,6 +570,9 @@ START_TEST(check_reports_bad_postgres_keys_with_file_line)
 	check_fails_at("conninfo = host=x\ntable = t\nmode = upsert\nkey_columns = k\n"
 		       "columns = a, b\n",
 		       "bad.ini:11: key column 'k' is not among the columns written");
+	check_fails_at("conninfo = host=x\ntable = t\nexactly_once = true\n",
+		       "bad.ini:10: exactly_once needs an exclusive or failover subscription, "
+		       "not subscription_type = shared (default)");
 	check_fails_at("table = t\n", "conninfo");
 	check_fails_at("conninfo = host=x\ntable = t\ncolour = blue\n", "bad.ini:10:");
 }

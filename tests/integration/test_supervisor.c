@@ -73,7 +73,9 @@ static void env_init(struct env *e, const struct sv_opts *o)
 				       "health_interval_ms = %d\n"
 				       "health_timeout_ms = %d\n"
 				       "stop_timeout_ms = %d\n"
-				       "\n[danube]\nservice_url = http://127.0.0.1:6650\n",
+				       "\n[danube]\nservice_url = http://127.0.0.1:6650\n"
+				       /* the workers' drain limit: the kill comes 1 s after it */
+				       "\n[runtime]\nstop_timeout_ms = 100\n",
 				       e->conn, e->run, e->workers, e->port, d.backoff_initial_ms,
 				       d.backoff_max_ms, d.intensity, d.period_s,
 				       d.health_interval_ms, d.health_timeout_ms,
@@ -81,17 +83,24 @@ static void env_init(struct env *e, const struct sv_opts *o)
 			 0);
 }
 
-/* A connector of the test worker; test holds its [test] section's lines. */
-static void add_conn(struct env *e, const char *name, const char *test)
+/* A connector of the test worker with [runtime] and [test] sections' lines. */
+static void add_conn_rt(struct env *e, const char *name, const char *runtime, const char *test)
 {
 	char path[600];
 
 	snprintf(path, sizeof(path), "%s/%s.ini", e->conn, name);
 	ck_assert_int_eq(th_write_file(path,
 				       "[connector]\ntype = testworker\n\n"
-				       "[danube]\ntopic = /default/%s\n\n[test]\n%s",
-				       name, test),
+				       "[danube]\ntopic = /default/%s\n\n%s%s%s[test]\n%s",
+				       name, runtime[0] ? "[runtime]\n" : "", runtime,
+				       runtime[0] ? "\n" : "", test),
 			 0);
+}
+
+/* A connector of the test worker; test holds its [test] section's lines. */
+static void add_conn(struct env *e, const char *name, const char *test)
+{
+	add_conn_rt(e, name, "", test);
 }
 
 static void rm_conn(struct env *e, const char *name)
@@ -102,11 +111,16 @@ static void rm_conn(struct env *e, const char *name)
 	ck_assert_int_eq(unlink(path), 0);
 }
 
-static void start_daemon(struct env *e)
+static void start_daemon_env(struct env *e, char *const env[])
 {
 	char *argv[] = {(char *)th_build_path("danube-connectd"), "-f", "-c", e->global, NULL};
 
-	e->d = th_spawn(e->dir, argv, NULL);
+	e->d = th_spawn(e->dir, argv, env);
+}
+
+static void start_daemon(struct env *e)
+{
+	start_daemon_env(e, NULL);
 }
 
 /* ---------------------------------------------------------------- control client */
@@ -832,9 +846,10 @@ START_TEST(control_socket_commands_and_errors)
 	ck_assert_int_eq(pid_of(&e, "w"), 0);
 	ctl_ok(&e, dcctl_Op_OP_START, "off");
 	ck_assert(TH_WAIT(is_state(&e, "off", "running"), 5000));
-	/* a reload restarts what an operator stopped only if it is enabled */
+	/* a reload leaves what an operator stopped stopped, and stops what is disabled */
 	ctl_ok(&e, dcctl_Op_OP_RELOAD, "");
-	ck_assert(TH_WAIT(is_state(&e, "w", "running"), 5000));
+	ck_assert_str_eq(state_of(&e, "w", NULL), "stopped");
+	ck_assert(TH_WAIT(is_state(&e, "off", "stopped"), 5000));
 	{
 		struct stat st;
 		char path[600];
@@ -849,8 +864,9 @@ START_TEST(control_socket_commands_and_errors)
 }
 END_TEST
 
-/* Run danube-connectctl against the test's daemon; its exit status, output in *out. */
-static int ctlcmd(struct env *e, char **out, const char *a1, const char *a2)
+/* danube-connectctl -s SOCKET ARGS... (up to 4); its exit status, output in *out. */
+static int ctl_args(struct env *e, char **out, const char *a1, const char *a2, const char *a3,
+		    const char *a4)
 {
 	char sock[600];
 	char *argv[] = {(char *)th_build_path("danube-connectctl"),
@@ -858,10 +874,18 @@ static int ctlcmd(struct env *e, char **out, const char *a1, const char *a2)
 			sock,
 			(char *)a1,
 			(char *)a2,
+			(char *)a3,
+			(char *)a4,
 			NULL};
 
 	snprintf(sock, sizeof(sock), "ipc://%s/control.sock", e->run);
-	return th_run(argv, out, 10000);
+	return th_run(argv, out, 30000);
+}
+
+/* Run danube-connectctl against the test's daemon; its exit status, output in *out. */
+static int ctlcmd(struct env *e, char **out, const char *a1, const char *a2)
+{
+	return ctl_args(e, out, a1, a2, NULL, NULL);
 }
 
 START_TEST(cli_commands_against_the_daemon)
@@ -1502,6 +1526,211 @@ START_TEST(names_from_files_are_cleaned_and_long_values_not_echoed)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- operations */
+
+/* Appends text to the global file. */
+static void global_append(struct env *e, const char *text)
+{
+	char *old = th_read_file(e->global);
+
+	ck_assert_ptr_nonnull(old);
+	ck_assert_int_eq(th_write_file(e->global, "%s%s", old, text), 0);
+	free(old);
+}
+
+START_TEST(reload_restarts_connectors_that_inherit_a_changed_default)
+{
+	struct env e;
+	long pi, po;
+
+	env_init(&e, NULL);
+	add_conn(&e, "inherits", "");
+	add_conn_rt(&e, "overrides", "batch_size = 5\n", "");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(
+		is_state(&e, "inherits", "running") && is_state(&e, "overrides", "running"), 5000));
+	pi = pid_of(&e, "inherits");
+	po = pid_of(&e, "overrides");
+	/* Neither connector file changed: only the default one of them inherits. */
+	global_append(&e, "batch_size = 7\n"); /* [runtime] is the file's last section */
+	ctl_ok(&e, dcctl_Op_OP_RELOAD, "");
+	ck_assert(
+		TH_WAIT(is_state(&e, "inherits", "running") && pid_of(&e, "inherits") != pi, 5000));
+	ck_assert_int_eq(pid_of(&e, "overrides"), po);
+	ck_assert_int_eq(starts(&e, "overrides"), 1);
+
+	/* The same reload again changes nothing. */
+	pi = pid_of(&e, "inherits");
+	ctl_ok(&e, dcctl_Op_OP_RELOAD, "");
+	ck_assert_int_eq(pid_of(&e, "inherits"), pi);
+	ck_assert_int_eq(starts(&e, "inherits"), 2);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(stopped_connector_stays_stopped_across_reload)
+{
+	struct env e;
+
+	env_init(&e, NULL);
+	add_conn(&e, "held", "");
+	add_conn(&e, "other", "");
+	start_daemon(&e);
+	ck_assert(
+		TH_WAIT(is_state(&e, "held", "running") && is_state(&e, "other", "running"), 5000));
+	ctl_ok(&e, dcctl_Op_OP_STOP, "held");
+	ck_assert(TH_WAIT(is_state(&e, "held", "stopped"), 5000));
+	/* The reload is applied before its answer: a start would show at once. */
+	ctl_ok(&e, dcctl_Op_OP_RELOAD, "");
+	ck_assert_str_eq(state_of(&e, "held", NULL), "stopped");
+	add_conn(&e, "held", "stdout_lines = 1\n");
+	ck_assert_int_eq(th_proc_kill(e.d, SIGHUP), 0);
+	ck_assert(TH_WAIT(th_proc_output_contains(e.d, "held.ini changed: stays stopped"), 5000));
+	ck_assert_str_eq(state_of(&e, "held", NULL), "stopped");
+	ck_assert_int_eq(starts(&e, "held"), 1);
+	ctl_ok(&e, dcctl_Op_OP_START, "held");
+	ck_assert(TH_WAIT(is_state(&e, "held", "running"), 5000));
+	ck_assert_int_eq(starts(&e, "other"), 1);
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(environment_disables_a_connector)
+{
+	char *env[] = {"DANUBE_CONNECT_CONNECTOR_ENABLED=false", NULL};
+	struct env e;
+
+	env_init(&e, NULL);
+	add_conn(&e, "off", "");
+	start_daemon_env(&e, env);
+	ck_assert(TH_WAIT(th_proc_output_contains(e.d, "off: disabled"), 5000));
+	ck_assert_str_eq(state_of(&e, "off", NULL), "stopped");
+	ck_assert_int_eq(starts(&e, "off"), 0);
+	stop_daemon(&e);
+}
+END_TEST
+
+static bool readyz_is(struct env *e, int code, const char *body)
+{
+	char *b;
+	bool same = http_get(e, "/readyz", &b) == code && strcmp(b, body) == 0;
+
+	free(b);
+	return same;
+}
+
+START_TEST(readyz_counts_a_broken_connector_file)
+{
+	struct env e;
+	char path[600];
+
+	env_init(&e, NULL);
+	add_conn(&e, "good", "");
+	snprintf(path, sizeof(path), "%s/bad.ini", e.conn);
+	ck_assert_int_eq(th_write_file(path, "[connector]\ntype = testworker\nenabeld = no\n"), 0);
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "good", "running"), 5000));
+	/* Published with the health round after good is running. */
+	ck_assert(TH_WAIT(readyz_is(&e, 503, "not ready: bad\n"), 5000));
+	add_conn(&e, "bad", "");
+	ctl_ok(&e, dcctl_Op_OP_RELOAD, "");
+	ck_assert(TH_WAIT(http_ready(&e), 5000));
+
+	/* Broken by a reload: the old worker runs on, but the file is not ready. */
+	ck_assert_int_eq(th_write_file(path, "[connector]\ntype = testworker\nenabeld = no\n"), 0);
+	ctl_ok(&e, dcctl_Op_OP_RELOAD, "");
+	ck_assert(TH_WAIT(!http_ready(&e), 5000));
+	ck_assert_str_eq(state_of(&e, "bad", NULL), "running");
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(stop_waits_for_the_workers_own_drain_limit)
+{
+	struct sv_opts o = {50, 400, 100, 60, 100, 1000, 100};
+	struct env e;
+
+	env_init(&e, &o);
+	/* The supervisor's 100 ms would cut the 600 ms drain short; the worker's 2 s do not. */
+	add_conn_rt(&e, "slow", "stop_timeout_ms = 2000\n", "stop_delay_ms = 600\n");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "slow", "running"), 5000));
+	ctl_ok(&e, dcctl_Op_OP_STOP, "slow");
+	ck_assert(TH_WAIT(is_state(&e, "slow", "stopped"), 10000));
+	ck_assert(th_proc_output_contains(e.d, "testworker slow drained"));
+	ck_assert(th_proc_output_contains(e.d, "slow: pid"));
+	ck_assert(th_proc_output_contains(e.d, "exited with status 0"));
+	ck_assert(!th_proc_output_contains(e.d, "killed by signal"));
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(drain_cut_short_is_stopped_with_a_warning)
+{
+	struct env e;
+	long pid;
+
+	env_init(&e, NULL);
+	add_conn(&e, "cut", "stop_exit = 75\n");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "cut", "running"), 5000));
+	ctl_ok(&e, dcctl_Op_OP_STOP, "cut");
+	ck_assert(TH_WAIT(is_state(&e, "cut", "stopped"), 5000));
+	ck_assert(th_proc_output_contains(e.d, "cut: pid"));
+	ck_assert(th_proc_output_contains(e.d, "warn: cut: pid"));
+	ck_assert(
+		th_proc_output_contains(e.d, "stopped with its drain cut short (exit status 75)"));
+	ck_assert_int_eq(starts(&e, "cut"), 1);
+	/* A restart starts it again at once, without the crash backoff. */
+	ctl_ok(&e, dcctl_Op_OP_START, "cut");
+	ck_assert(TH_WAIT(is_state(&e, "cut", "running"), 5000));
+	pid = pid_of(&e, "cut");
+	ctl_ok(&e, dcctl_Op_OP_RESTART, "cut");
+	ck_assert(TH_WAIT(is_state(&e, "cut", "running") && pid_of(&e, "cut") != pid, 5000));
+	ck_assert(!th_proc_output_contains(e.d, "restarting in"));
+	stop_daemon(&e);
+}
+END_TEST
+
+START_TEST(ctl_wait_returns_once_the_state_is_reached)
+{
+	struct env e;
+	char *out;
+	long pid;
+
+	env_init(&e, NULL);
+	add_conn(&e, "slow", "ready_after_ms = 300\nstop_delay_ms = 300\n");
+	add_conn(&e, "bad", "exit_code = 78\n");
+	add_conn(&e, "lazy", "never_ready = true\n");
+	start_daemon(&e);
+	ck_assert(TH_WAIT(is_state(&e, "slow", "running") && is_state(&e, "bad", "failed"), 5000));
+
+	/* Each answer comes after the state: checked at once, not waited for. */
+	ck_assert_int_eq(ctl_args(&e, &out, "stop", "slow", "--wait", NULL), 0);
+	free(out);
+	ck_assert_str_eq(state_of(&e, "slow", NULL), "stopped");
+	ck_assert_int_eq(ctl_args(&e, &out, "start", "--wait", "20", "slow"), 0);
+	free(out);
+	ck_assert_str_eq(state_of(&e, "slow", &pid), "running");
+	ck_assert_int_eq(ctl_args(&e, &out, "restart", "slow", "--wait=20", NULL), 0);
+	free(out);
+	ck_assert_str_eq(state_of(&e, "slow", NULL), "running");
+	ck_assert_int_ne(pid_of(&e, "slow"), pid);
+
+	/* A state it does not leave by itself fails at once, with the reason. */
+	ck_assert_int_eq(ctl_args(&e, &out, "start", "bad", "--wait", NULL), 1);
+	ck_assert_msg(strstr(out, "bad is failed, not running: exited with status 78") != NULL,
+		      "%s", out);
+	free(out);
+	ck_assert_int_eq(ctl_args(&e, &out, "start", "lazy", "--wait", "1"), 1);
+	ck_assert_msg(strstr(out, "lazy is starting after 1 s, not running") != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(ctl_args(&e, &out, "start", "lazy", "--wait=0", NULL), 64);
+	free(out);
+	stop_daemon(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("supervisor");
@@ -1524,6 +1753,17 @@ static Suite *suite(void)
 	tcase_add_test(tc, control_socket_commands_and_errors);
 	tcase_add_test(tc, cli_commands_against_the_daemon);
 	tcase_add_test(tc, check_reports_problems_and_exit_code);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ops");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, reload_restarts_connectors_that_inherit_a_changed_default);
+	tcase_add_test(tc, stopped_connector_stays_stopped_across_reload);
+	tcase_add_test(tc, environment_disables_a_connector);
+	tcase_add_test(tc, readyz_counts_a_broken_connector_file);
+	tcase_add_test(tc, stop_waits_for_the_workers_own_drain_limit);
+	tcase_add_test(tc, drain_cut_short_is_stopped_with_a_warning);
+	tcase_add_test(tc, ctl_wait_returns_once_the_state_is_reached);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");

@@ -1,15 +1,15 @@
-/* sink-postgres's [postgres] keys and their checks (the conninfo's through pg/conninfo.h). */
+/* sink-postgres's [postgres] keys and their checks (the connection's through pg/options.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg/conninfo.h"
+#include "pg/options.h"
 #include "skpg.h"
 
 #define P "postgres"
 static const char *const modes[] = {"insert", "upsert", NULL};
 
 const struct dc_cfg_key skpg_keys[] = {
-	{P, "conninfo", DC_CFG_STRING, NULL, DC_CFG_REQUIRED | DC_CFG_SECRET, 0, 0, NULL, NULL},
+	DC_PG_KEY_CONNINFO,
 	{P, "table", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
 	{P, "mode", DC_CFG_ENUM, "insert", 0, 0, 0, modes, NULL},
 	{P, "key_columns", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
@@ -22,8 +22,7 @@ const struct dc_cfg_key skpg_keys[] = {
 	{P, "offsets_table", DC_CFG_STRING, "danube_connect_offsets", 0, 0, 0, NULL, NULL},
 	{P, "connect_timeout_ms", DC_CFG_DURATION, "10000", 0, 100, 3600000, NULL, NULL},
 	{P, "write_timeout_ms", DC_CFG_DURATION, "60000", 0, 100, 3600000, NULL, NULL},
-	{P, "reconnect_backoff_ms", DC_CFG_DURATION, "200", 0, 1, 3600000, NULL, NULL},
-	{P, "reconnect_backoff_max_ms", DC_CFG_DURATION, "30000", 0, 1, 3600000, NULL, NULL},
+	DC_PG_KEYS_RECONNECT("30000"),
 };
 const size_t skpg_nkeys = sizeof(skpg_keys) / sizeof(skpg_keys[0]);
 
@@ -202,17 +201,11 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 {
 	const char *type;
 	const char *why, *v;
-	char msg[256];
 	int bad = 0;
 
 	memset(c, 0, sizeof(*c));
-	c->conninfo = dc_config_str(cfg, P, "conninfo");
-	if (c->conninfo &&
-	    dc_pg_conninfo_mask(c->conninfo, &c->conninfo_masked, msg, sizeof(msg))) {
-		dc_diag_add(diag, "%s: conninfo: %s", dc_config_where(cfg, P, "conninfo"),
-			    msg[0] ? msg : "out of memory");
+	if (dc_pg_opts_load(&c->pg, cfg, diag) != 0)
 		bad = 1;
-	}
 	v = dc_config_str(cfg, P, "table");
 	if (v && !(c->table = quote_table(v, &why))) {
 		dc_diag_add(diag, "%s: table: %s", dc_config_where(cfg, P, "table"),
@@ -285,13 +278,20 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 	type = dc_config_str(cfg, "danube", "subscription_type");
 	c->single_consumer =
 		type && (strcmp(type, "exclusive") == 0 || strcmp(type, "failover") == 0);
+	/* The stored offset is per partition: a second consumer of it would rewrite its rows. */
+	if (c->exactly_once && !c->single_consumer) {
+		dc_diag_add(diag,
+			    "%s: exactly_once needs an exclusive or failover subscription, "
+			    "not subscription_type = %s (%s): rows would be written twice",
+			    dc_config_where(cfg, P, "exactly_once"), type ? type : "unset",
+			    dc_config_where(cfg, "danube", "subscription_type"));
+		bad = 1;
+	}
 	c->subscription = dc_config_str(cfg, "danube", "subscription");
 	if (!c->subscription)
 		c->subscription = name;
-	c->connect_timeout_ms = (uint64_t)dc_config_int(cfg, P, "connect_timeout_ms");
-	c->write_timeout_ms = (uint64_t)dc_config_int(cfg, P, "write_timeout_ms");
-	c->backoff_ms = (uint64_t)dc_config_int(cfg, P, "reconnect_backoff_ms");
-	c->backoff_max_ms = (uint64_t)dc_config_int(cfg, P, "reconnect_backoff_max_ms");
+	c->pg.connect_timeout_ms = (uint64_t)dc_config_int(cfg, P, "connect_timeout_ms");
+	c->pg.query_timeout_ms = (uint64_t)dc_config_int(cfg, P, "write_timeout_ms");
 	if (bad) {
 		skpg_config_free(c);
 		return -1;
@@ -301,7 +301,7 @@ int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const c
 
 void skpg_config_free(struct skpg_config *c)
 {
-	free(c->conninfo_masked);
+	dc_pg_opts_free(&c->pg);
 	free(c->table);
 	free_list(c->keys, c->nkeys);
 	free_list(c->columns, c->ncolumns);

@@ -50,7 +50,7 @@ enum setup_step {
 struct skpg {
 	struct dc_rt *rt;
 	struct skpg_config cfg;
-	struct skpg_conn *conn;
+	struct dc_pg_conn *conn;
 	bool ready; /* connected, statement prepared, offsets loaded */
 	enum setup_step step;
 	char **columns; /* quoted; the data columns in field mode */
@@ -222,7 +222,7 @@ static void on_written(void *arg, const PGresult *res, const char *why)
 	if (session_error(state)) {
 		/* Reconnecting reads the table again and prepares the statement anew. */
 		retry_rest(s, err);
-		skpg_conn_reset(s->conn, err);
+		dc_pg_conn_reset(s->conn, err);
 		return;
 	}
 	retry_rest(s, err);
@@ -254,8 +254,8 @@ static void next_range(struct skpg *s)
 		return;
 	}
 	s->in_flight = true;
-	if (skpg_conn_query(s->conn, STMT, true, s->cfg.exactly_once ? 3 : 1, params, on_written,
-			    s) != 0) {
+	if (dc_pg_conn_query(s->conn, STMT, true, s->cfg.exactly_once ? 3 : 1, params, on_written,
+			     s) != 0) {
 		s->in_flight = false;
 		retry_rest(s, "PostgreSQL: connection lost");
 	}
@@ -458,7 +458,7 @@ static void setup_failed(struct skpg *s, const char *what, const PGresult *res)
 
 	pg_error(res, err, sizeof(err));
 	dc_rt_report_error(s->rt, NULL, "external", "%s: %s", what, err);
-	skpg_conn_reset(s->conn, err);
+	dc_pg_conn_reset(s->conn, err);
 }
 
 static void free_columns(struct skpg *s)
@@ -512,7 +512,7 @@ static void on_setup(void *arg, const PGresult *res, const char *why)
 		for (int i = 0; i < PQntuples(res); i++)
 			if (!is_meta(&s->cfg, PQgetvalue(res, i, 0)) &&
 			    add_column(s, PQgetvalue(res, i, 0)) != 0) {
-				skpg_conn_reset(s->conn, "out of memory");
+				dc_pg_conn_reset(s->conn, "out of memory");
 				return;
 			}
 		if (s->ncolumns == 0 && !s->cfg.payload_column) {
@@ -520,7 +520,7 @@ static void on_setup(void *arg, const PGresult *res, const char *why)
 					   "table %s has no column without a default to fill: "
 					   "set columns",
 					   s->cfg.table);
-			skpg_conn_reset(s->conn, "no columns to write");
+			dc_pg_conn_reset(s->conn, "no columns to write");
 			return;
 		}
 	} else if (s->step == SETUP_LOAD_OFFSETS) {
@@ -531,7 +531,7 @@ static void on_setup(void *arg, const PGresult *res, const char *why)
 			struct offset *o = offset_for(s, PQgetvalue(res, i, 0));
 
 			if (!o) {
-				skpg_conn_reset(s->conn, "out of memory");
+				dc_pg_conn_reset(s->conn, "out of memory");
 				return;
 			}
 			o->stored = strtoull(PQgetvalue(res, i, 1), NULL, 10);
@@ -556,7 +556,7 @@ static void setup_next(struct skpg *s)
 		free_columns(s);
 		for (size_t i = 0; i < s->cfg.ncolumns; i++)
 			if (add_column(s, s->cfg.columns[i]) != 0) {
-				skpg_conn_reset(s->conn, "out of memory");
+				dc_pg_conn_reset(s->conn, "out of memory");
 				return;
 			}
 		s->step++;
@@ -566,35 +566,35 @@ static void setup_next(struct skpg *s)
 	switch (s->step) {
 	case SETUP_OFFSETS_TABLE:
 		sql = skpg_sql_create_offsets(&s->cfg);
-		rc = sql ? skpg_conn_query(s->conn, sql, false, 0, NULL, on_setup, s) : -1;
+		rc = sql ? dc_pg_conn_query(s->conn, sql, false, 0, NULL, on_setup, s) : -1;
 		break;
 	case SETUP_COLUMNS:
 		param = s->cfg.table;
-		rc = skpg_conn_query(s->conn, skpg_sql_default_columns, false, 1, &param, on_setup,
-				     s);
+		rc = dc_pg_conn_query(s->conn, skpg_sql_default_columns, false, 1, &param, on_setup,
+				      s);
 		break;
 	case SETUP_PREPARE:
 		sql = skpg_sql_insert(&s->cfg, s->columns, s->ncolumns);
 		if (sql)
 			dc_log_debug("postgres: %s", sql);
-		rc = sql ? skpg_conn_prepare(s->conn, STMT, sql, on_setup, s) : -1;
+		rc = sql ? dc_pg_conn_prepare(s->conn, STMT, sql, on_setup, s) : -1;
 		break;
 	case SETUP_LOAD_OFFSETS:
 		sql = skpg_sql_load_offsets(&s->cfg);
 		param = s->cfg.subscription;
-		rc = sql ? skpg_conn_query(s->conn, sql, false, 1, &param, on_setup, s) : -1;
+		rc = sql ? dc_pg_conn_query(s->conn, sql, false, 1, &param, on_setup, s) : -1;
 		break;
 	case SETUP_DONE:
 		s->ready = true;
 		dc_log_info("postgres: ready to write into %s", s->cfg.table);
-		skpg_conn_usable(s->conn);
+		dc_pg_conn_usable(s->conn);
 		dc_rt_external_up(s->rt);
 		if (s->batch && s->held)
 			begin(s);
 		return;
 	}
 	if (!sql && s->step != SETUP_COLUMNS)
-		skpg_conn_reset(s->conn, "out of memory");
+		dc_pg_conn_reset(s->conn, "out of memory");
 	free(sql);
 	(void)rc; /* a failed send already dropped the connection: on_up starts over */
 }
@@ -621,7 +621,7 @@ static void on_down(void *arg, const char *why)
 
 static void skpg_free(struct skpg *s)
 {
-	skpg_conn_free(s->conn);
+	dc_pg_conn_free(s->conn);
 	skpg_config_free(&s->cfg);
 	free_columns(s);
 	free_offsets(s);
@@ -636,7 +636,7 @@ static void skpg_free(struct skpg *s)
 static int skpg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
 		     struct dc_diag *diag)
 {
-	static const struct skpg_conn_cbs cbs = {.on_up = on_up, .on_down = on_down};
+	static const struct dc_pg_conn_cbs cbs = {.on_up = on_up, .on_down = on_down};
 	struct skpg *s = calloc(1, sizeof(*s));
 
 	if (!s) {
@@ -648,7 +648,7 @@ static int skpg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state
 		free(s);
 		return -1;
 	}
-	if (skpg_conn_new(dc_rt_loop(rt), &s->cfg, &cbs, s, &s->conn) != 0) {
+	if (dc_pg_conn_new(dc_rt_loop(rt), &s->cfg.pg, &cbs, s, &s->conn) != 0) {
 		dc_diag_add(diag, "out of memory");
 		skpg_free(s);
 		return -1;
@@ -666,7 +666,7 @@ static int skpg_start(void *state)
 		    s->cfg.payload_column ? "payload into a jsonb column"
 					  : "JSON fields to columns",
 		    s->cfg.exactly_once ? ", exactly once" : "");
-	skpg_conn_start(s->conn);
+	dc_pg_conn_start(s->conn);
 	return 0;
 }
 

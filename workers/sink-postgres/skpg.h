@@ -1,4 +1,4 @@
-/* sink-postgres: its configuration, the SQL it sends, and its asynchronous libpq connection. */
+/* sink-postgres: its configuration and the SQL it sends (libpq on the loop: pg/conn.h). */
 #ifndef SINK_POSTGRES_SKPG_H
 #define SINK_POSTGRES_SKPG_H
 
@@ -9,9 +9,8 @@
 
 #include "config.h"
 #include "danube/client.h"
+#include "pg/conn.h"
 #include "strbuf.h"
-
-struct ev_loop;
 
 /* ------------------------------------------------------------ configuration */
 
@@ -22,9 +21,8 @@ struct skpg_attr_col {
 };
 
 struct skpg_config {
-	const char *conninfo;
-	char *conninfo_masked; /* for logs: the password replaced by **** */
-	char *table;           /* quoted: "schema"."name" or "name" */
+	struct dc_pg_opts pg; /* conninfo, timeouts (write_timeout_ms: the query's), backoff */
+	char *table;          /* quoted: "schema"."name" or "name" */
 	bool upsert;
 	char **keys; /* key_columns, as configured */
 	size_t nkeys;
@@ -38,7 +36,6 @@ struct skpg_config {
 	char *offsets_table; /* quoted */
 	const char *subscription;
 	bool single_consumer; /* exclusive or failover: this worker sees every offset */
-	uint64_t connect_timeout_ms, write_timeout_ms, backoff_ms, backoff_max_ms;
 };
 
 extern const struct dc_cfg_key skpg_keys[];
@@ -75,41 +72,5 @@ void skpg_sql_batch(struct dc_buf *b, const struct skpg_config *c,
 /* {"topic": highest offset, ...} over the same records. */
 void skpg_sql_offsets(struct dc_buf *b, const struct dn_message *const *msgs, const size_t *idx,
 		      size_t n);
-
-/* ------------------------------------------------------- libpq on the loop */
-
-struct skpg_conn;
-
-struct skpg_conn_cbs {
-	void (*on_up)(void *arg);                    /* connected; nothing sent yet */
-	void (*on_down)(void *arg, const char *why); /* lost or refused; a reconnect is scheduled */
-};
-
-/*
- * The outcome of one query: res is its first error result, else its last
- * result (it belongs to the connection and is cleared after the call); res
- * is NULL when the connection was lost, why says how.
- */
-typedef void (*skpg_result_fn)(void *arg, const PGresult *res, const char *why);
-
-int skpg_conn_new(struct ev_loop *loop, const struct skpg_config *cfg,
-		  const struct skpg_conn_cbs *cbs, void *arg, struct skpg_conn **out);
-void skpg_conn_start(struct skpg_conn *c);
-/* Connected and no query in flight. */
-bool skpg_conn_idle(const struct skpg_conn *c);
-/*
- * Sends a query (prepared: sql is the statement's name) with text
- * parameters; cb runs once it completed. -1 when not idle or when sending
- * failed (the connection is then dropped and re-established: on_down runs).
- */
-int skpg_conn_query(struct skpg_conn *c, const char *sql, bool prepared, int nparams,
-		    const char *const *params, skpg_result_fn cb, void *arg);
-int skpg_conn_prepare(struct skpg_conn *c, const char *name, const char *sql, skpg_result_fn cb,
-		      void *arg);
-/* The connection proved usable (set up): the next reconnect starts from the shortest delay. */
-void skpg_conn_usable(struct skpg_conn *c);
-/* Drops the connection (a query in flight completes as lost) and reconnects with backoff. */
-void skpg_conn_reset(struct skpg_conn *c, const char *why);
-void skpg_conn_free(struct skpg_conn *c);
 
 #endif

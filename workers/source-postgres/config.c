@@ -4,12 +4,12 @@
 #include <string.h>
 
 #include "event.h"
-#include "pg/conninfo.h"
+#include "pg/options.h"
 #include "spg.h"
 
 #define P "postgres"
 const struct dc_cfg_key spg_keys[] = {
-	{P, "conninfo", DC_CFG_STRING, NULL, DC_CFG_REQUIRED | DC_CFG_SECRET, 0, 0, NULL, NULL},
+	DC_PG_KEY_CONNINFO,
 	{P, "publication", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
 	{P, "slot", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
 	{P, "tables", DC_CFG_STRING, "", 0, 0, 0, NULL, NULL},
@@ -17,8 +17,7 @@ const struct dc_cfg_key spg_keys[] = {
 	{P, "create_publication", DC_CFG_BOOL, "true", 0, 0, 0, NULL, NULL},
 	{P, "create_slot", DC_CFG_BOOL, "true", 0, 0, 0, NULL, NULL},
 	{P, "status_interval_ms", DC_CFG_DURATION, "1000", 0, 10, 600000, NULL, NULL},
-	{P, "reconnect_backoff_ms", DC_CFG_DURATION, "200", 0, 1, 3600000, NULL, NULL},
-	{P, "reconnect_backoff_max_ms", DC_CFG_DURATION, "10000", 0, 1, 3600000, NULL, NULL},
+	DC_PG_KEYS_RECONNECT("10000"),
 };
 const size_t spg_nkeys = sizeof(spg_keys) / sizeof(spg_keys[0]);
 
@@ -143,29 +142,13 @@ static int load_tables(struct spg_config *c, const struct dc_config *cfg, struct
 	return 0;
 }
 
-/* Checks the syntax without connecting, and keeps a password-free copy for logs. */
-static int load_conninfo(struct spg_config *c, const struct dc_config *cfg, struct dc_diag *diag)
-{
-	char why[256];
-
-	c->conninfo = dc_config_str(cfg, P, "conninfo");
-	if (!c->conninfo)
-		return -1; /* required: the loader reported it */
-	if (dc_pg_conninfo_mask(c->conninfo, &c->masked, why, sizeof(why)) != 0) {
-		dc_diag_add(diag, "%s: conninfo: %s", dc_config_where(cfg, P, "conninfo"),
-			    why[0] ? why : "out of memory");
-		return -1;
-	}
-	return 0;
-}
-
 int spg_config_load(struct spg_config *c, const struct dc_config *cfg, const char *name,
 		    struct dc_diag *diag)
 {
 	int bad = 0;
 
 	memset(c, 0, sizeof(*c));
-	if (load_conninfo(c, cfg, diag) != 0)
+	if (dc_pg_opts_load(&c->pg, cfg, diag) != 0)
 		bad = 1;
 	if (load_name(c->publication, sizeof(c->publication), cfg, "publication", name, diag))
 		bad = 1;
@@ -184,13 +167,6 @@ int spg_config_load(struct spg_config *c, const struct dc_config *cfg, const cha
 	c->create_publication = dc_config_bool(cfg, P, "create_publication");
 	c->create_slot = dc_config_bool(cfg, P, "create_slot");
 	c->status_interval_ms = (uint64_t)dc_config_int(cfg, P, "status_interval_ms");
-	c->backoff_ms = (uint64_t)dc_config_int(cfg, P, "reconnect_backoff_ms");
-	c->backoff_max_ms = (uint64_t)dc_config_int(cfg, P, "reconnect_backoff_max_ms");
-	if (c->backoff_max_ms < c->backoff_ms) {
-		dc_diag_add(diag, "%s: reconnect_backoff_max_ms is below reconnect_backoff_ms",
-			    dc_config_where(cfg, P, "reconnect_backoff_max_ms"));
-		bad = 1;
-	}
 	if (bad) {
 		spg_config_free(c);
 		return -1;
@@ -202,6 +178,5 @@ void spg_config_free(struct spg_config *c)
 {
 	free(c->tables_sql);
 	c->tables_sql = NULL;
-	free(c->masked);
-	c->masked = NULL;
+	dc_pg_opts_free(&c->pg);
 }

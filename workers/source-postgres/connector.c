@@ -10,11 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backoff.h"
 #include "clock.h"
 #include "event.h"
 #include "log.h"
-#include "pgconn.h"
+#include "pg/conn.h"
 #include "pgoutput.h"
 #include "position.h"
 #include "runtime/connector.h"
@@ -46,12 +45,11 @@ struct spg {
 	struct dc_rt *rt;
 	struct ev_loop *loop;
 	struct spg_config cfg;
-	struct spg_conn conn;
+	struct dc_pg_conn *conn;
 	enum phase phase;
 	enum step step;
-	ev_timer status_timer, retry_timer;
+	ev_timer status_timer;
 	ev_idle kick;
-	struct dc_backoff backoff;
 	struct spg_decoder dec;
 	struct spg_position pos;
 	uint64_t reported; /* flush LSN last sent to PostgreSQL */
@@ -62,9 +60,6 @@ struct spg {
 	struct dc_buf json, key, topic, table;
 	uint64_t events; /* row events submitted since start, for logs */
 };
-
-static void connect_setup(struct spg *s);
-static void on_conn(struct spg_conn *c, enum spg_conn_event ev);
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -114,38 +109,27 @@ static void held_clear(struct spg *s)
 /* Drops the connection and tries again after a backoff; PostgreSQL resends from the slot. */
 static void lost(struct spg *s, const char *why)
 {
-	char reason[320];
-	uint64_t delay;
+	dc_pg_conn_reset(s->conn, why);
+}
+
+/* The connection went (the adapter reconnects unless stopped): forget the stream's state. */
+static void on_down(void *arg, const char *why)
+{
+	struct spg *s = arg;
+	char reason[640];
 
 	snprintf(reason, sizeof(reason), "PostgreSQL: %s", why);
 	if (s->phase == PH_STREAMING || s->phase == PH_START)
 		dc_log_warn("source-postgres: connection to PostgreSQL lost: %s", why);
 	dc_rt_report_error(s->rt, NULL, "external", "%s", reason);
 	dc_rt_external_down(s->rt, reason);
-	spg_conn_close(&s->conn);
 	ev_idle_stop(s->loop, &s->kick);
 	held_clear(s);
 	s->in_txn = false;
 	/* A new walsender announces every relation again. */
 	spg_decoder_free(&s->dec);
 	spg_decoder_init(&s->dec);
-	if (s->stopped) {
-		s->phase = PH_STOPPED;
-		return;
-	}
-	s->phase = PH_BACKOFF;
-	delay = dc_backoff_next(&s->backoff);
-	dc_log_info("source-postgres: reconnecting in %llu ms", (unsigned long long)delay);
-	ev_timer_set(&s->retry_timer, (double)delay / 1000.0, 0.0);
-	ev_timer_start(s->loop, &s->retry_timer);
-}
-
-static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct spg *s = w->data;
-
-	if (!s->stopped)
-		connect_setup(s);
+	s->phase = s->stopped ? PH_STOPPED : PH_BACKOFF;
 }
 
 /* -------------------------------------------------------- standby status */
@@ -155,9 +139,10 @@ static int send_status(struct spg *s, bool reply)
 {
 	uint8_t msg[34];
 	uint64_t lsn = s->pos.confirmed;
+	PGconn *pg = dc_pg_conn_pg(s->conn);
 	int rc;
 
-	if (s->phase != PH_STREAMING || lsn == 0)
+	if (s->phase != PH_STREAMING || lsn == 0 || !pg)
 		return 0;
 	msg[0] = 'r';
 	put64(msg + 1, lsn);
@@ -165,11 +150,11 @@ static int send_status(struct spg *s, bool reply)
 	put64(msg + 17, lsn);
 	put64(msg + 25, dc_wall_ms() * 1000 - PG_EPOCH_US);
 	msg[33] = reply ? 1 : 0;
-	rc = PQputCopyData(s->conn.pg, (const char *)msg, sizeof(msg));
-	if (rc < 0 || (rc == 1 && spg_conn_flush(&s->conn) != 0)) {
-		lost(s, spg_conn_take_error(&s->conn));
+	rc = PQputCopyData(pg, (const char *)msg, sizeof(msg));
+	if (rc < 0)
+		dc_pg_conn_reset_pq(s->conn, "cannot send");
+	if (rc < 0 || (rc == 1 && dc_pg_conn_flush(s->conn) != 0))
 		return -1;
-	}
 	/* rc 0: libpq's buffer is full; the next tick tries again. */
 	if (rc == 1 && lsn != s->reported) {
 		dc_log_debug("source-postgres: confirmed flush LSN %X/%X", (unsigned)(lsn >> 32),
@@ -368,11 +353,11 @@ static void drain(struct spg *s)
 	int n;
 
 	while (s->phase == PH_STREAMING && !s->paused && s->nheld == 0) {
-		n = PQgetCopyData(s->conn.pg, &buf, 1);
+		n = PQgetCopyData(dc_pg_conn_pg(s->conn), &buf, 1);
 		if (n == 0)
 			return;
 		if (n == -1) {
-			PGresult *r = PQgetResult(s->conn.pg);
+			PGresult *r = PQgetResult(dc_pg_conn_pg(s->conn));
 
 			snprintf(why, sizeof(why), "replication stream ended: %s",
 				 r && PQresultErrorMessage(r)[0] ? PQresultErrorMessage(r)
@@ -383,7 +368,7 @@ static void drain(struct spg *s)
 			return;
 		}
 		if (n < -1) {
-			lost(s, spg_conn_take_error(&s->conn));
+			dc_pg_conn_reset_pq(s->conn, "connection lost");
 			return;
 		}
 		if (on_copy(s, (const uint8_t *)buf, (size_t)n, why, sizeof(why)) != 0) {
@@ -395,7 +380,7 @@ static void drain(struct spg *s)
 		PQfreemem(buf);
 	}
 	if (s->phase == PH_STREAMING && (s->paused || s->nheld > 0))
-		spg_conn_reading(&s->conn, false);
+		dc_pg_conn_reading(s->conn, false);
 }
 
 static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
@@ -413,7 +398,7 @@ static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
 		lost(s, strerror(-rc));
 		return;
 	}
-	spg_conn_reading(&s->conn, true);
+	dc_pg_conn_reading(s->conn, true);
 	/* libpq may hold whole messages already: the socket will not say so. */
 	drain(s);
 }
@@ -429,34 +414,37 @@ static void start_replication(struct spg *s)
 		 "START_REPLICATION SLOT %s LOGICAL %s (proto_version '1', "
 		 "publication_names '%s')",
 		 s->cfg.slot, lsn, s->cfg.publication);
-	if (!PQsendQuery(s->conn.pg, sql) || spg_conn_flush(&s->conn) != 0) {
-		lost(s, spg_conn_take_error(&s->conn));
+	if (!PQsendQuery(dc_pg_conn_pg(s->conn), sql)) {
+		dc_pg_conn_reset_pq(s->conn, "cannot send");
 		return;
 	}
+	if (dc_pg_conn_flush(s->conn) != 0)
+		return;
 	s->phase = PH_START;
-	spg_conn_reading(&s->conn, true);
+	dc_pg_conn_reading(s->conn, true);
 }
 
 static void on_start_result(struct spg *s)
 {
-	PGresult *r = PQgetResult(s->conn.pg);
+	PGconn *pg = dc_pg_conn_pg(s->conn);
+	PGresult *r = PQgetResult(pg);
 	char why[256];
 	char lsn[24];
 
 	if (r && PQresultStatus(r) == PGRES_COPY_BOTH) {
 		PQclear(r);
 		s->phase = PH_STREAMING;
-		dc_backoff_reset(&s->backoff);
+		dc_pg_conn_usable(s->conn);
 		spg_lsn_format(s->pos.confirmed, lsn, sizeof(lsn));
 		dc_log_info("source-postgres: streaming slot %s, publication %s, from %s",
 			    s->cfg.slot, s->cfg.publication, lsn);
 		dc_rt_external_up(s->rt);
-		spg_conn_reading(&s->conn, !s->paused);
+		dc_pg_conn_reading(s->conn, !s->paused);
 		drain(s);
 		return;
 	}
 	snprintf(why, sizeof(why), "START_REPLICATION failed: %s",
-		 r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn.pg));
+		 r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
 	why[strcspn(why, "\n")] = '\0';
 	PQclear(r);
 	lost(s, why);
@@ -464,19 +452,19 @@ static void on_start_result(struct spg *s)
 
 static void connect_replication(struct spg *s)
 {
-	spg_conn_close(&s->conn);
 	s->phase = PH_START;
-	if (spg_conn_start(&s->conn, s->loop, s->cfg.conninfo, true, on_conn, s) != 0)
-		lost(s, s->conn.error);
+	dc_pg_conn_connect(s->conn, true);
 }
 
 /* ---------------------------------------------------------------- setup */
+
+static void on_setup_result(void *arg, const PGresult *r, const char *lost_why);
 
 static void send_setup(struct spg *s, enum step step)
 {
 	char sql[4096];
 	const char *params[1] = {NULL};
-	int n = 0;
+	int n = 0, rc;
 
 	s->step = step;
 	switch (step) {
@@ -510,12 +498,10 @@ static void send_setup(struct spg *s, enum step step)
 		n = 1;
 		break;
 	}
-	if (!PQsendQueryParams(s->conn.pg, sql, n, NULL, params, NULL, NULL, 0) ||
-	    spg_conn_flush(&s->conn) != 0) {
-		lost(s, spg_conn_take_error(&s->conn));
-		return;
-	}
-	spg_conn_reading(&s->conn, true);
+	/* -EIO: the connection is reset already. */
+	rc = dc_pg_conn_query(s->conn, sql, false, n, params, on_setup_result, s);
+	if (rc != 0 && rc != -EIO)
+		lost(s, strerror(-rc));
 }
 
 /* The starting point: never below what we confirmed before a reconnect. */
@@ -537,11 +523,16 @@ static bool duplicate(const PGresult *r)
 }
 
 /* One setup query's result: the next step, or a failure (retried with backoff). */
-static void on_setup_result(struct spg *s, PGresult *r)
+static void on_setup_result(void *arg, const PGresult *r, const char *lost_why)
 {
-	ExecStatusType st = PQresultStatus(r);
+	struct spg *s = arg;
+	ExecStatusType st;
 	char why[512];
 
+	(void)lost_why;
+	if (!r)
+		return; /* the connection went: on_down ran, setup starts over on_up */
+	st = PQresultStatus(r);
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !duplicate(r)) {
 		snprintf(why, sizeof(why), "%s", PQresultErrorMessage(r));
 		why[strcspn(why, "\n")] = '\0';
@@ -602,76 +593,34 @@ static void on_setup_result(struct spg *s, PGresult *r)
 	}
 }
 
-static void on_setup_readable(struct spg *s)
-{
-	PGresult *r, *first = NULL;
-
-	if (!PQconsumeInput(s->conn.pg)) {
-		lost(s, spg_conn_take_error(&s->conn));
-		return;
-	}
-	if (PQisBusy(s->conn.pg))
-		return;
-	while ((r = PQgetResult(s->conn.pg)) != NULL) {
-		if (!first)
-			first = r;
-		else
-			PQclear(r);
-	}
-	if (!first) {
-		lost(s, "no result from the server");
-		return;
-	}
-	on_setup_result(s, first);
-	PQclear(first);
-}
-
 static void connect_setup(struct spg *s)
 {
-	spg_conn_close(&s->conn);
 	s->phase = PH_SETUP;
-	dc_log_info("source-postgres: connecting to %s", s->cfg.masked);
-	if (spg_conn_start(&s->conn, s->loop, s->cfg.conninfo, false, on_conn, s) != 0)
-		lost(s, s->conn.error);
+	dc_log_info("source-postgres: connecting to %s", s->cfg.pg.masked);
+	dc_pg_conn_start(s->conn);
 }
 
-static void on_conn(struct spg_conn *c, enum spg_conn_event ev)
+static void on_up(void *arg)
 {
-	struct spg *s = c->arg;
+	struct spg *s = arg;
 
-	if (ev == SPG_CONN_FAILED) {
-		lost(s, c->error);
+	if (s->phase == PH_START) {
+		start_replication(s);
 		return;
 	}
-	if (ev == SPG_CONN_UP) {
-		if (s->phase == PH_SETUP)
-			send_setup(s, ST_PUB_CHECK);
-		else
-			start_replication(s);
-		return;
-	}
-	switch (s->phase) {
-	case PH_SETUP:
-		on_setup_readable(s);
-		return;
-	case PH_START:
-		if (!PQconsumeInput(c->pg)) {
-			lost(s, spg_conn_take_error(c));
-			return;
-		}
-		if (!PQisBusy(c->pg))
-			on_start_result(s);
-		return;
-	case PH_STREAMING:
-		if (!PQconsumeInput(c->pg)) {
-			lost(s, spg_conn_take_error(c));
-			return;
-		}
+	/* A reconnect after a loss: setup first, the replication connection follows. */
+	s->phase = PH_SETUP;
+	send_setup(s, ST_PUB_CHECK);
+}
+
+static void on_readable(void *arg)
+{
+	struct spg *s = arg;
+
+	if (s->phase == PH_START && !PQisBusy(dc_pg_conn_pg(s->conn)))
+		on_start_result(s);
+	else if (s->phase == PH_STREAMING)
 		drain(s);
-		return;
-	default:
-		return;
-	}
 }
 
 /* ------------------------------------------------------------- the vtable */
@@ -679,6 +628,8 @@ static void on_conn(struct spg_conn *c, enum spg_conn_event ev)
 static int spg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
 		    struct dc_diag *diag)
 {
+	static const struct dc_pg_conn_cbs cbs = {
+		.on_up = on_up, .on_down = on_down, .on_readable = on_readable};
 	struct spg *s = calloc(1, sizeof(*s));
 
 	if (!s) {
@@ -689,14 +640,17 @@ static int spg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
 		free(s);
 		return -1;
 	}
+	if (dc_pg_conn_new(dc_rt_loop(rt), &s->cfg.pg, &cbs, s, &s->conn) != 0) {
+		dc_diag_add(diag, "out of memory");
+		spg_config_free(&s->cfg);
+		free(s);
+		return -1;
+	}
 	s->rt = rt;
 	s->loop = dc_rt_loop(rt);
 	s->phase = PH_IDLE;
 	spg_decoder_init(&s->dec);
 	spg_position_init(&s->pos, 0);
-	dc_backoff_init(&s->backoff, s->cfg.backoff_ms, s->cfg.backoff_max_ms, 0);
-	ev_timer_init(&s->retry_timer, on_retry, 0.0, 0.0);
-	s->retry_timer.data = s;
 	ev_timer_init(&s->status_timer, on_status_tick, (double)s->cfg.status_interval_ms / 1000.0,
 		      (double)s->cfg.status_interval_ms / 1000.0);
 	s->status_timer.data = s;
@@ -726,7 +680,7 @@ static void spg_pause(void *state)
 	s->paused = true;
 	ev_idle_stop(s->loop, &s->kick);
 	if (s->phase == PH_STREAMING)
-		spg_conn_reading(&s->conn, false);
+		dc_pg_conn_reading(s->conn, false);
 }
 
 static void spg_resume(void *state)
@@ -759,11 +713,11 @@ static void spg_stop(void *state)
 	s->stopped = true;
 	s->paused = true;
 	ev_idle_stop(s->loop, &s->kick);
-	ev_timer_stop(s->loop, &s->retry_timer);
+	dc_pg_conn_no_reconnect(s->conn);
 	if (s->phase == PH_STREAMING)
-		spg_conn_reading(&s->conn, false);
+		dc_pg_conn_reading(s->conn, false);
 	else if (s->phase != PH_STOPPED) {
-		spg_conn_close(&s->conn);
+		dc_pg_conn_close(s->conn);
 		s->phase = PH_STOPPED;
 	}
 }
@@ -771,15 +725,14 @@ static void spg_stop(void *state)
 static void spg_close(void *state)
 {
 	struct spg *s = state;
+	PGconn *pg = dc_pg_conn_pg(s->conn);
 
 	/* Everything drained is acknowledged: tell PostgreSQL before leaving. */
-	if (s->phase == PH_STREAMING && s->conn.pg && s->pos.confirmed != s->reported &&
-	    PQsetnonblocking(s->conn.pg, 0) == 0)
+	if (s->phase == PH_STREAMING && pg && s->pos.confirmed != s->reported &&
+	    PQsetnonblocking(pg, 0) == 0)
 		send_status(s, false);
-	if (s->conn.loop)
-		spg_conn_close(&s->conn);
+	dc_pg_conn_free(s->conn);
 	ev_timer_stop(s->loop, &s->status_timer);
-	ev_timer_stop(s->loop, &s->retry_timer);
 	ev_idle_stop(s->loop, &s->kick);
 	held_clear(s);
 	free(s->held);

@@ -7,17 +7,16 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "pg/conn.h"
 
 struct spg_config {
-	const char *conninfo; /* a secret: it may carry the password */
-	char *masked;         /* the conninfo without its password, for logs */
+	struct dc_pg_opts pg; /* conninfo, its masked copy, backoff */
 	char publication[64];
 	char slot[64];
 	char *tables_sql; /* "a, s.b" for CREATE PUBLICATION ... FOR TABLE; NULL: all tables */
 	const char *topic_template;
 	bool create_publication, create_slot;
 	uint64_t status_interval_ms;
-	uint64_t backoff_ms, backoff_max_ms;
 };
 
 extern const struct dc_cfg_key spg_keys[];

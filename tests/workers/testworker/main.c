@@ -17,6 +17,8 @@
  *   crash_after_ipc = B   crash right after the IPC socket listens (the nng handshake case)
  *   hang_after_ms = N     stop serving N ms after start: the loop blocks in pause()
  *   ignore_sigterm = B    SIGTERM/SIGINT are logged and ignored
+ *   stop_delay_ms = N     on SIGTERM/SIGINT, take N ms to drain before exiting ...
+ *   stop_exit = N         ... then exit N (default 0; 75: drain cut short)
  *   ready_after_ms = N    report ready N ms after start (default 0: at once)
  *   never_ready = B       stay "starting" for good
  *   degraded_after_ms = N report degraded ("test degraded") N ms after start
@@ -64,6 +66,8 @@ struct opts {
 	bool crash_after_ipc;
 	long hang_after_ms;
 	bool ignore_sigterm;
+	long stop_delay_ms;
+	long stop_exit;
 	long ready_after_ms;
 	bool never_ready;
 	long degraded_after_ms;
@@ -92,6 +96,7 @@ static struct opts O = {
 	.crash_exit = 1,
 	.hang_after_ms = -1,
 	.degraded_after_ms = -1,
+	.stop_delay_ms = -1,
 };
 
 static void problem(struct parse_ctx *c, const char *fmt, ...)
@@ -203,6 +208,8 @@ static bool apply(struct parse_ctx *c, const char *key, const char *v)
 		{"stdout_lines", offsetof(struct opts, stdout_lines)},
 		{"stderr_lines", offsetof(struct opts, stderr_lines)},
 		{"long_line", offsetof(struct opts, long_line)},
+		{"stop_delay_ms", offsetof(struct opts, stop_delay_ms)},
+		{"stop_exit", offsetof(struct opts, stop_exit)},
 	};
 	static const struct {
 		const char *key;
@@ -288,7 +295,8 @@ static int load_env(struct parse_ctx *c)
 		"exit_code",     "crash_after_ms", "crash_exit",        "crash_signal",
 		"hang_after_ms", "ready_after_ms", "degraded_after_ms", "stdout_lines",
 		"stderr_lines",  "long_line",      "crash_after_ipc",   "ignore_sigterm",
-		"never_ready",   "last_error",     "partial_line",
+		"never_ready",   "last_error",     "partial_line",      "stop_delay_ms",
+		"stop_exit",
 	};
 	char var[64];
 
@@ -414,8 +422,19 @@ static void on_degraded(struct ev_loop *loop, ev_timer *w, int revents)
 	say(stdout, "degraded");
 }
 
+static void start_timer(struct ev_loop *loop, ev_timer *t,
+			void (*cb)(struct ev_loop *, ev_timer *, int), long ms);
+
+static void on_drained(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	say(stdout, "drained");
+	ev_break(loop, EVBREAK_ALL);
+}
+
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	static ev_timer drain_t;
+
 	if (O.ignore_sigterm) {
 		fprintf(stdout, "testworker %s ignoring signal %d\n", name, w->signum);
 		fflush(stdout);
@@ -423,6 +442,11 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	dc_ipc_set_state(DC_IPC_STOPPING, "signal");
 	say(stdout, "stopping");
+	if (O.stop_delay_ms > 0) {
+		if (!ev_is_active(&drain_t))
+			start_timer(loop, &drain_t, on_drained, O.stop_delay_ms);
+		return;
+	}
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -478,7 +502,7 @@ static int run(void)
 	ev_run(loop, 0);
 	dc_ipc_close(ipc);
 	ev_loop_destroy(loop);
-	return 0;
+	return (int)O.stop_exit;
 }
 
 static void usage(FILE *f)
