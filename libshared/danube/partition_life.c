@@ -18,7 +18,7 @@ void dn_guard_enter(struct dn_guard *g)
 void dn_guard_leave(struct dn_guard *g)
 {
 	if (--g->depth == 0 && g->closing)
-		g->destroy(g->owner);
+		dn_guard_close(g);
 }
 
 void dn_guard_close(struct dn_guard *g)
@@ -27,7 +27,10 @@ void dn_guard_close(struct dn_guard *g)
 		g->closing = true;
 		return;
 	}
-	/* Inside from now on: a leave() while destroying must not destroy again. */
+	/*
+	 * Inside from now on: what the destroy finishes calls back, and a
+	 * close or leave from there must not destroy again.
+	 */
 	g->depth++;
 	g->destroy(g->owner);
 }

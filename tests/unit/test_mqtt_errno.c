@@ -51,6 +51,35 @@ START_TEST(every_failure_is_a_negative_errno)
 }
 END_TEST
 
+static int new_fails_with(const struct dc_mqtt_opts *o)
+{
+	struct dc_mqtt_cbs cbs = {0};
+	struct dc_mqtt *m = NULL;
+	char err[128] = "";
+	int rc = dc_mqtt_new(NULL, o, &cbs, NULL, &m, err, sizeof(err));
+
+	ck_assert_ptr_null(m);
+	ck_assert_msg(err[0] != '\0', "no reason given for %d", rc);
+	return rc;
+}
+
+START_TEST(bad_options_are_einval_with_a_reason)
+{
+	struct dc_mqtt_opts o = {.host = "127.0.0.1",
+				 .port = 1883,
+				 .client_id = "t",
+				 .keepalive_s = 30,
+				 .protocol = 4};
+
+	o.tls_cert = "c.pem";
+	o.tls_key = "k.pem";
+	ck_assert_int_eq(new_fails_with(&o), -EINVAL); /* no tls_ca */
+	o.tls_ca = "ca.pem";
+	o.tls_key = NULL;
+	ck_assert_int_eq(new_fails_with(&o), -EINVAL); /* a cert without its key */
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("mqtt_errno");
@@ -60,6 +89,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, what_callers_decide_on_has_its_own_errno);
 	tcase_add_test(tc, errno_result_carries_the_system_errno);
 	tcase_add_test(tc, every_failure_is_a_negative_errno);
+	tcase_add_test(tc, bad_options_are_einval_with_a_reason);
 	suite_add_tcase(s, tc);
 	return s;
 }
