@@ -24,70 +24,75 @@ static const char *const subscription_types[] = {"exclusive", "shared", "failove
 static const char *const on_error_choices[] = {"fail", "skip", "dlq", NULL};
 
 #define S "supervisor"
+/* clang-format off */
 const struct dc_cfg_key dc_cfg_keys_supervisor[] = {
-	{S, "connectors_dir", DC_CFG_STRING, DC_SYSCONFDIR "/danube-connect/connectors.d", 0, 0, 0,
-	 NULL, NULL},
-	{S, "run_dir", DC_CFG_STRING, "/run/danube-connect", 0, 0, 0, NULL, NULL},
-	{S, "worker_dir", DC_CFG_STRING, DC_LIBEXECDIR "/danube-connect", 0, 0, 0, NULL, NULL},
-	{S, "metrics_listen", DC_CFG_STRING, "127.0.0.1:9090", 0, 0, 0, NULL, NULL},
-	{S, "log_level", DC_CFG_ENUM, "info", 0, 0, 0, dc_cfg_log_levels, NULL},
-	{S, "syslog_facility", DC_CFG_ENUM, "daemon", 0, 0, 0, dc_cfg_syslog_facilities, NULL},
-	{S, "restart_backoff_initial_ms", DC_CFG_DURATION, "200", 0, 1, MS_HOUR, NULL, NULL},
-	{S, "restart_backoff_max_ms", DC_CFG_DURATION, "30000", 0, 1, MS_DAY, NULL, NULL},
-	{S, "restart_intensity", DC_CFG_INT, "5", 0, 0, 100000, NULL, NULL},
-	{S, "restart_period_s", DC_CFG_INT, "60", 0, 1, 86400, NULL, NULL},
-	{S, "health_interval_ms", DC_CFG_DURATION, "1000", 0, 10, MS_HOUR, NULL, NULL},
-	{S, "health_timeout_ms", DC_CFG_DURATION, "5000", 0, 10, MS_HOUR, NULL, NULL},
-	{S, "stop_timeout_ms", DC_CFG_DURATION, "10000", 0, 10, MS_HOUR, NULL, NULL},
+	{.section = S, .key = "connectors_dir", .type = DC_CFG_STRING, .def = DC_SYSCONFDIR "/danube-connect/connectors.d"},
+	{.section = S, .key = "run_dir", .type = DC_CFG_STRING, .def = "/run/danube-connect"},
+	{.section = S, .key = "worker_dir", .type = DC_CFG_STRING, .def = DC_LIBEXECDIR "/danube-connect"},
+	{.section = S, .key = "metrics_listen", .type = DC_CFG_STRING, .def = "127.0.0.1:9090"},
+	{.section = S, .key = "log_level", .type = DC_CFG_ENUM, .def = "info", .choices = dc_cfg_log_levels},
+	{.section = S, .key = "syslog_facility", .type = DC_CFG_ENUM, .def = "daemon", .choices = dc_cfg_syslog_facilities},
+	{.section = S, .key = "restart_backoff_initial_ms", .type = DC_CFG_DURATION, .def = "200", .min = 1, .max = MS_HOUR},
+	{.section = S, .key = "restart_backoff_max_ms", .type = DC_CFG_DURATION, .def = "30000", .min = 1, .max = MS_DAY},
+	{.section = S, .key = "restart_intensity", .type = DC_CFG_INT, .def = "5", .max = 100000},
+	{.section = S, .key = "restart_period_s", .type = DC_CFG_INT, .def = "60", .min = 1, .max = 86400},
+	{.section = S, .key = "health_interval_ms", .type = DC_CFG_DURATION, .def = "1000", .min = 10, .max = MS_HOUR},
+	{.section = S, .key = "health_timeout_ms", .type = DC_CFG_DURATION, .def = "5000", .min = 10, .max = MS_HOUR},
+	{.section = S, .key = "stop_timeout_ms", .type = DC_CFG_DURATION, .def = "10000", .min = 10, .max = MS_HOUR},
 };
+/* clang-format on */
 #undef S
 const size_t dc_cfg_nkeys_supervisor = sizeof(dc_cfg_keys_supervisor) / sizeof(struct dc_cfg_key);
 
 #define S "danube"
+/* clang-format off */
 const struct dc_cfg_key dc_cfg_keys_danube[] = {
-	{S, "service_url", DC_CFG_URL, "http://127.0.0.1:6650", 0, 0, 0, http_schemes,
-	 "DANUBE_SERVICE_URL"},
-	{S, "topic", DC_CFG_STRING, NULL, 0, 0, 0, NULL, "DANUBE_TOPIC"},
-	{S, "dispatch", DC_CFG_ENUM, "reliable", 0, 0, 0, dispatch_choices, "DISPATCH_STRATEGY"},
-	{S, "subscription", DC_CFG_STRING, NULL, 0, 0, 0, NULL, "SUBSCRIPTION_NAME"},
-	{S, "subscription_type", DC_CFG_ENUM, "shared", 0, 0, 0, subscription_types,
-	 "SUBSCRIPTION_TYPE"},
-	{S, "token", DC_CFG_STRING, NULL, DC_CFG_SECRET, 0, 0, NULL, NULL},
-	{S, "tls_ca", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{S, "producer_name", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{S, "partitions", DC_CFG_INT, "0", 0, 0, 10000, NULL, NULL},
+	{.section = S, .key = "service_url", .type = DC_CFG_URL, .def = "http://127.0.0.1:6650", .choices = http_schemes, .short_env = "DANUBE_SERVICE_URL"},
+	{.section = S, .key = "topic", .type = DC_CFG_STRING, .short_env = "DANUBE_TOPIC"},
+	{.section = S, .key = "dispatch", .type = DC_CFG_ENUM, .def = "reliable", .choices = dispatch_choices, .short_env = "DISPATCH_STRATEGY"},
+	{.section = S, .key = "subscription", .type = DC_CFG_STRING, .short_env = "SUBSCRIPTION_NAME"},
+	{.section = S, .key = "subscription_type", .type = DC_CFG_ENUM, .def = "shared", .choices = subscription_types, .short_env = "SUBSCRIPTION_TYPE"},
+	{.section = S, .key = "token", .type = DC_CFG_STRING, .flags = DC_CFG_SECRET},
+	{.section = S, .key = "tls_ca", .type = DC_CFG_STRING},
+	{.section = S, .key = "producer_name", .type = DC_CFG_STRING},
+	{.section = S, .key = "partitions", .type = DC_CFG_INT, .def = "0", .max = 10000},
 	/* sinks: the broker's window of unacknowledged messages per subscription */
-	{S, "max_unacked", DC_CFG_INT, "10", 0, 1, 10000, NULL, NULL},
+	{.section = S, .key = "max_unacked", .type = DC_CFG_INT, .def = "10", .min = 1, .max = 10000},
 };
+/* clang-format on */
 #undef S
 const size_t dc_cfg_nkeys_danube = sizeof(dc_cfg_keys_danube) / sizeof(struct dc_cfg_key);
 
 #define S "connector"
+/* clang-format off */
 const struct dc_cfg_key dc_cfg_keys_connector[] = {
-	{S, "type", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
-	{S, "enabled", DC_CFG_BOOL, "true", 0, 0, 0, NULL, NULL},
-	{S, "name", DC_CFG_STRING, NULL, 0, 0, 0, NULL, "CONNECTOR_NAME"},
-	{S, "log_level", DC_CFG_ENUM, "info", 0, 0, 0, dc_cfg_log_levels, "LOG_LEVEL"},
+	{.section = S, .key = "type", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
+	{.section = S, .key = "enabled", .type = DC_CFG_BOOL, .def = "true"},
+	{.section = S, .key = "name", .type = DC_CFG_STRING, .short_env = "CONNECTOR_NAME"},
+	{.section = S, .key = "log_level", .type = DC_CFG_ENUM, .def = "info", .choices = dc_cfg_log_levels, .short_env = "LOG_LEVEL"},
 };
+/* clang-format on */
 #undef S
 const size_t dc_cfg_nkeys_connector = sizeof(dc_cfg_keys_connector) / sizeof(struct dc_cfg_key);
 
 #define S "runtime"
+/* clang-format off */
 const struct dc_cfg_key dc_cfg_keys_runtime[] = {
-	{S, "batch_size", DC_CFG_INT, "1000", 0, 1, 100000, NULL, "BATCH_SIZE"},
-	{S, "batch_timeout_ms", DC_CFG_DURATION, "1000", 0, 1, MS_HOUR, NULL, "BATCH_TIMEOUT_MS"},
-	{S, "batch_linger_ms", DC_CFG_DURATION, "5", 0, 0, MS_HOUR, NULL, NULL},
-	{S, "max_retries", DC_CFG_INT, "3", 0, 0, 1000000, NULL, "MAX_RETRIES"},
-	{S, "retry_backoff_ms", DC_CFG_DURATION, "1000", 0, 1, MS_HOUR, NULL, "RETRY_BACKOFF_MS"},
-	{S, "retry_backoff_max_ms", DC_CFG_DURATION, "30000", 0, 1, MS_DAY, NULL, NULL},
-	{S, "on_error", DC_CFG_ENUM, "fail", 0, 0, 0, on_error_choices, NULL},
-	{S, "dlq_topic", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{S, "poll_interval_ms", DC_CFG_DURATION, "100", 0, 1, MS_HOUR, NULL, "POLL_INTERVAL_MS"},
-	{S, "queue_size", DC_CFG_INT, "10000", 0, 1, 10000000, NULL, NULL},
-	{S, "stop_timeout_ms", DC_CFG_DURATION, "10000", 0, 10, MS_HOUR, NULL, NULL},
-	{S, "spool_dir", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{S, "spool_fsync", DC_CFG_BOOL, NULL, 0, 0, 0, NULL, NULL}, /* unset: false */
+	{.section = S, .key = "batch_size", .type = DC_CFG_INT, .def = "1000", .min = 1, .max = 100000, .short_env = "BATCH_SIZE"},
+	{.section = S, .key = "batch_timeout_ms", .type = DC_CFG_DURATION, .def = "1000", .min = 1, .max = MS_HOUR, .short_env = "BATCH_TIMEOUT_MS"},
+	{.section = S, .key = "batch_linger_ms", .type = DC_CFG_DURATION, .def = "5", .max = MS_HOUR},
+	{.section = S, .key = "max_retries", .type = DC_CFG_INT, .def = "3", .max = 1000000, .short_env = "MAX_RETRIES"},
+	{.section = S, .key = "retry_backoff_ms", .type = DC_CFG_DURATION, .def = "1000", .min = 1, .max = MS_HOUR, .short_env = "RETRY_BACKOFF_MS"},
+	{.section = S, .key = "retry_backoff_max_ms", .type = DC_CFG_DURATION, .def = "30000", .min = 1, .max = MS_DAY},
+	{.section = S, .key = "on_error", .type = DC_CFG_ENUM, .def = "fail", .choices = on_error_choices},
+	{.section = S, .key = "dlq_topic", .type = DC_CFG_STRING},
+	{.section = S, .key = "poll_interval_ms", .type = DC_CFG_DURATION, .def = "100", .min = 1, .max = MS_HOUR, .short_env = "POLL_INTERVAL_MS"},
+	{.section = S, .key = "queue_size", .type = DC_CFG_INT, .def = "10000", .min = 1, .max = 10000000},
+	{.section = S, .key = "stop_timeout_ms", .type = DC_CFG_DURATION, .def = "10000", .min = 10, .max = MS_HOUR},
+	{.section = S, .key = "spool_dir", .type = DC_CFG_STRING},
+	{.section = S, .key = "spool_fsync", .type = DC_CFG_BOOL}, /* unset: false */
 };
+/* clang-format on */
 #undef S
 const size_t dc_cfg_nkeys_runtime = sizeof(dc_cfg_keys_runtime) / sizeof(struct dc_cfg_key);
 

@@ -24,6 +24,17 @@ extern const size_t dc_cfg_nkeys_runtime;
 #define DC_CFG_KEYS_CONNECTOR  dc_cfg_keys_connector, dc_cfg_nkeys_connector
 #define DC_CFG_KEYS_RUNTIME    dc_cfg_keys_runtime, dc_cfg_nkeys_runtime
 
+/* A key table and its length, as a connector's ops list them. */
+struct dc_cfg_table {
+	const struct dc_cfg_key *keys;
+	size_t n;
+};
+/* The dc_cfg_table of an array of keys defined in the same file. */
+#define DC_CFG_TABLE(array)                                 \
+	{                                                   \
+		(array), sizeof(array) / sizeof((array)[0]) \
+	}
+
 /* Choices shared with code that parses the same words elsewhere. */
 extern const char *const dc_cfg_log_levels[];        /* error warn info debug */
 extern const char *const dc_cfg_syslog_facilities[]; /* daemon user local0..local7 */

@@ -33,6 +33,7 @@ struct dc_ipc {
 	char *url;
 	unsigned long answered;
 	unsigned long rearms;
+	dc_ipc_health_fn fill;
 };
 
 static const char *ipc_path(const char *url)
@@ -87,7 +88,7 @@ static int encode_reply(nng_msg **out, const dcctl_Response *resp)
 	return 0;
 }
 
-static void answer(dcctl_Response *resp, const void *body, size_t len)
+static void answer(const struct dc_ipc *ipc, dcctl_Response *resp, const void *body, size_t len)
 {
 	dcctl_Request req = dcctl_Request_init_default;
 	pb_istream_t is = pb_istream_from_buffer(body, len);
@@ -105,7 +106,7 @@ static void answer(dcctl_Response *resp, const void *body, size_t len)
 	} else if (req.op != dcctl_Op_OP_HEALTH) {
 		resp->code = dcctl_Code_CODE_BAD_REQUEST;
 		resp->error = strdup("a worker answers health requests only");
-	} else if (dc_ipc_health_fill(&resp->health) < 0) {
+	} else if (ipc->fill(&resp->health) < 0) {
 		pb_release(dcctl_Health_fields, &resp->health);
 		memset(&resp->health, 0, sizeof(resp->health));
 		resp->code = dcctl_Code_CODE_FAILED;
@@ -127,7 +128,7 @@ static void serve_one(struct dc_ipc *ipc, nng_msg *msg)
 		resp.code = dcctl_Code_CODE_BAD_REQUEST;
 		resp.error = strdup("request too large");
 	} else {
-		answer(&resp, nng_msg_body(msg), nng_msg_len(msg));
+		answer(ipc, &resp, nng_msg_body(msg), nng_msg_len(msg));
 	}
 	nng_msg_free(msg);
 	if (encode_reply(&reply, &resp) < 0) {
@@ -270,7 +271,7 @@ static void on_rearm(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
-int dc_ipc_open(struct dc_ipc **out, struct ev_loop *loop, const char *url)
+int dc_ipc_open(struct dc_ipc **out, struct ev_loop *loop, const char *url, dc_ipc_health_fn fill)
 {
 	struct dc_ipc *ipc;
 	int rv;
@@ -287,6 +288,7 @@ int dc_ipc_open(struct dc_ipc **out, struct ev_loop *loop, const char *url)
 		free(ipc);
 		return -ENOMEM;
 	}
+	ipc->fill = fill;
 	ipc->loop = loop;
 	rv = sock_up(ipc);
 	if (rv < 0) {
@@ -343,5 +345,4 @@ void dc_ipc_close(struct dc_ipc *ipc)
 		free(ipc->url);
 		free(ipc);
 	}
-	dc_ipc_registry_reset();
 }

@@ -1,4 +1,5 @@
 /* The shared [mqtt] connection keys of source-mqtt and sink-mqtt. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -7,22 +8,25 @@
 static const char *const protocols[] = {"3.1.1", "5", NULL};
 
 #define M "mqtt"
+/* clang-format off */
 const struct dc_cfg_key dc_mqtt_conn_keys[] = {
-	{M, "host", DC_CFG_STRING, "127.0.0.1", 0, 0, 0, NULL, NULL},
-	{M, "port", DC_CFG_INT, "1883", 0, 1, 65535, NULL, NULL},
-	{M, "client_id", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{M, "username", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{M, "password", DC_CFG_STRING, NULL, DC_CFG_SECRET, 0, 0, NULL, NULL},
-	{M, "tls_ca", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{M, "tls_cert", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{M, "tls_key", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{M, "keepalive_s", DC_CFG_INT, "60", 0, 5, 65535, NULL, NULL},
-	{M, "clean_session", DC_CFG_BOOL, "false", 0, 0, 0, NULL, NULL},
-	{M, "protocol", DC_CFG_ENUM, "3.1.1", 0, 0, 0, protocols, NULL},
-	{M, "reconnect_backoff_ms", DC_CFG_DURATION, "500", 0, 1, 3600000, NULL, NULL},
-	{M, "reconnect_backoff_max_ms", DC_CFG_DURATION, "30000", 0, 1, 3600000, NULL, NULL},
+	{.section = M, .key = "host", .type = DC_CFG_STRING, .def = "127.0.0.1"},
+	{.section = M, .key = "port", .type = DC_CFG_INT, .def = "1883", .min = 1, .max = 65535},
+	{.section = M, .key = "client_id", .type = DC_CFG_STRING},
+	{.section = M, .key = "username", .type = DC_CFG_STRING},
+	{.section = M, .key = "password", .type = DC_CFG_STRING, .flags = DC_CFG_SECRET},
+	{.section = M, .key = "tls_ca", .type = DC_CFG_STRING},
+	{.section = M, .key = "tls_cert", .type = DC_CFG_STRING},
+	{.section = M, .key = "tls_key", .type = DC_CFG_STRING},
+	{.section = M, .key = "keepalive_s", .type = DC_CFG_INT, .def = "60", .min = 5, .max = 65535},
+	{.section = M, .key = "clean_session", .type = DC_CFG_BOOL, .def = "false"},
+	{.section = M, .key = "protocol", .type = DC_CFG_ENUM, .def = "3.1.1", .choices = protocols},
+	{.section = M, .key = "reconnect_backoff_ms", .type = DC_CFG_DURATION, .def = "500", .min = 1, .max = 3600000},
+	{.section = M, .key = "reconnect_backoff_max_ms", .type = DC_CFG_DURATION, .def = "30000", .min = 1, .max = 3600000},
 };
+/* clang-format on */
 const size_t dc_mqtt_nconn_keys = sizeof(dc_mqtt_conn_keys) / sizeof(dc_mqtt_conn_keys[0]);
+const struct dc_cfg_table dc_mqtt_conn_table = DC_CFG_TABLE(dc_mqtt_conn_keys);
 
 int dc_mqtt_opts_load(struct dc_mqtt_opts *o, const struct dc_config *cfg, const char *name,
 		      char *id_buf, size_t id_len, struct dc_diag *diag)
@@ -71,5 +75,18 @@ int dc_mqtt_opts_load(struct dc_mqtt_opts *o, const struct dc_config *cfg, const
 	o->backoff_max_ms = (uint64_t)dc_config_int(cfg, M, "reconnect_backoff_max_ms");
 	if (o->backoff_max_ms < o->backoff_initial_ms)
 		o->backoff_max_ms = o->backoff_initial_ms;
-	return bad ? -1 : 0;
+	return bad ? -EINVAL : 0;
+}
+
+int dc_mqtt_new_for(const struct dc_config *cfg, struct ev_loop *loop,
+		    const struct dc_mqtt_opts *opts, const struct dc_mqtt_cbs *cbs, void *arg,
+		    struct dc_mqtt **out, struct dc_diag *diag)
+{
+	const char *where = dc_config_section_where(cfg, M);
+	char err[256];
+	int rc = dc_mqtt_new(loop, opts, cbs, arg, out, err, sizeof(err));
+
+	if (rc != 0)
+		dc_diag_add(diag, "%s: %s", where ? where : "[" M "]", err);
+	return rc;
 }

@@ -8,7 +8,9 @@
 #include <ev.h>
 
 #include "backoff.h"
+#include "exit_codes.h"
 #include "ipc/ipc.h"
+#include "runtime/metrics.h"
 #include "runtime/connector.h"
 
 enum rt_on_error { RT_ON_ERROR_FAIL, RT_ON_ERROR_SKIP, RT_ON_ERROR_DLQ };
@@ -21,6 +23,17 @@ struct rt_producer {
 	struct dn_producer *p;
 	bool ready;
 };
+
+/* Appends node to a singly linked FIFO (head, tail, len; node->next is NULL). */
+#define RT_FIFO_PUSH(head, tail, len, node)    \
+	do {                                   \
+		if (tail)                      \
+			(tail)->next = (node); \
+		else                           \
+			(head) = (node);       \
+		(tail) = (node);               \
+		(len)++;                       \
+	} while (0)
 
 struct rt_src_rec;  /* source.c */
 struct rt_sink_msg; /* sink.c */
@@ -77,8 +90,9 @@ struct dc_rt {
 	size_t pend_len;
 	struct dc_batch batch;
 	struct rt_sink_msg **batch_msgs;
-	bool batch_busy;  /* the sink's write is running */
-	bool batch_retry; /* waiting for retry_timer */
+	bool batch_busy;   /* the sink's write is running */
+	bool batch_retry;  /* waiting for retry_timer */
+	bool batch_parked; /* waiting for the external system to be up */
 	/* A pending message filled its partition's broker window: write now. */
 	bool window_full;
 	struct dc_backoff backoff;
@@ -86,6 +100,28 @@ struct dc_rt {
 	ev_idle kick;
 	size_t acks_pending;
 };
+
+/* What became of a record that failed for good (dlq.c). */
+enum rt_fate {
+	RT_FATE_SKIPPED, /* on_error = skip */
+	RT_FATE_DLQ,     /* its copy is on the DLQ topic */
+	RT_FATE_LOST,    /* neither (on_error = fail, the DLQ failed, closing): the loop ends */
+};
+
+/* A record that failed for good; what msg points to stays valid until done. */
+struct rt_dead {
+	/* Its payload, attributes, routing key and topic (the one it was for or came from). */
+	struct dn_message msg;
+	bool has_offset;  /* msg.offset is the broker's (sinks) */
+	const char *what; /* "record 12", "offset 5": for logs, read during the call only */
+	const char *error_type;
+	unsigned attempts;
+	void (*done)(void *arg, enum rt_fate fate);
+	void *arg;
+};
+
+/* dlq.c: applies on_error to d, then calls d->done (maybe later: a DLQ copy in flight). */
+void rt_dead_letter(struct dc_rt *rt, const struct rt_dead *d, const char *why);
 
 /* worker_main.c */
 void rt_health_update(struct dc_rt *rt);
@@ -98,7 +134,7 @@ void rt_fail(struct dc_rt *rt, int code);
 void rt_dependency_failed(struct dc_rt *rt, int code, const char *error);
 /* The drain finished: leave the loop with exit code 0. */
 void rt_drained(struct dc_rt *rt);
-/* The producer of topic, created on demand; NULL on failure (logged). */
+/* producers.c: the producer of topic, created on demand; NULL on failure (logged). */
 struct rt_producer *rt_producer_get(struct dc_rt *rt, const char *topic);
 void rt_producers_close(struct dc_rt *rt);
 
@@ -106,10 +142,16 @@ void rt_producers_close(struct dc_rt *rt);
 int rt_source_start(struct dc_rt *rt);
 void rt_source_stop(struct dc_rt *rt);
 void rt_source_free(struct dc_rt *rt);
+/* Records taken and not acknowledged yet (the drain's leftovers). */
+size_t rt_source_unfinished(const struct dc_rt *rt);
 
 /* sink.c */
 int rt_sink_start(struct dc_rt *rt);
 void rt_sink_stop(struct dc_rt *rt);
+/* dc_rt_external_up: a batch held while the external system was down is written. */
+void rt_sink_external_up(struct dc_rt *rt);
 void rt_sink_free(struct dc_rt *rt);
+/* Messages in a batch or with an acknowledgement or DLQ copy in flight. */
+size_t rt_sink_unfinished(const struct dc_rt *rt);
 
 #endif

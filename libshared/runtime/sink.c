@@ -12,6 +12,7 @@
  * falls far behind loses messages on the real broker).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@ struct rt_sink_msg {
 	struct rt_sink_msg *next;
 	struct dc_rt *rt;
 	struct dn_message *msg;
-	struct dc_ipc_topic *metrics;
+	struct dc_metrics_topic *metrics;
 	uint64_t received_us;
 	unsigned attempts;
 };
@@ -73,97 +74,70 @@ static void ack(struct dc_rt *rt, struct rt_sink_msg *m)
 	msg_free(m);
 }
 
-struct dlq_send {
-	struct dc_rt *rt;
-	struct rt_sink_msg *m;
-};
-
-static void on_dlq_done(void *arg, int code, const char *error)
+static void on_fate(void *arg, enum rt_fate fate)
 {
-	struct dlq_send *d = arg;
-	struct dc_rt *rt = d->rt;
-	struct rt_sink_msg *m = d->m;
+	struct rt_sink_msg *m = arg;
+	struct dc_rt *rt = m->rt;
 
-	free(d);
-	rt->dlq_pending--;
-	if (code == DN_CANCELLED && rt->exit_code >= 0) {
-		msg_free(m);
+	/* Not acknowledged: the broker redelivers it to the restarted worker. */
+	if (fate == RT_FATE_LOST) {
+		hand_back(m);
 		return;
 	}
-	if (code != DN_OK) {
-		dc_rt_report_error(rt, m->msg->topic, "dlq", "cannot write to the DLQ %s: %s",
-				   rt->dlq_topic, error);
-		msg_free(m);
-		rt_fail(rt, 1);
-		return;
-	}
-	m->metrics->dlq++;
+	if (fate == RT_FATE_DLQ)
+		m->metrics->dlq++;
 	ack(rt, m);
-	maybe_drained(rt);
-}
-
-/* Produces m to the DLQ with attributes saying why; m is owned by it then. 0 or -1. */
-static int send_to_dlq(struct dc_rt *rt, struct rt_sink_msg *m, const char *why,
-		       const char *error_type)
-{
-	struct rt_producer *p = rt_producer_get(rt, rt->dlq_topic);
-	const struct dn_message *msg = m->msg;
-	struct dlq_send *d = malloc(sizeof(*d));
-	char attempts[24], offset[24];
-	struct dn_attr *a = calloc(msg->nattrs + 5, sizeof(*a));
-	size_t n = 0, i;
-	int rc;
-
-	if (!p || !a || !d) {
-		free(a);
-		free(d);
-		return -1;
-	}
-	for (i = 0; i < msg->nattrs; i++)
-		a[n++] = msg->attrs[i];
-	snprintf(attempts, sizeof(attempts), "%u", m->attempts);
-	snprintf(offset, sizeof(offset), "%llu", (unsigned long long)msg->offset);
-	a[n++] = (struct dn_attr){"dlq.error", why};
-	a[n++] = (struct dn_attr){"dlq.error_type", error_type};
-	a[n++] = (struct dn_attr){"dlq.source_topic", msg->topic};
-	a[n++] = (struct dn_attr){"dlq.offset", offset};
-	a[n++] = (struct dn_attr){"dlq.attempts", attempts};
-	d->rt = rt;
-	d->m = m;
-	rc = dn_producer_send(p->p, msg->payload, msg->payload_len, a, n, msg->routing_key,
-			      on_dlq_done, d);
-	free(a);
-	if (rc != 0) {
-		free(d);
-		return -1;
-	}
-	rt->dlq_pending++;
-	return 0;
+	if (fate == RT_FATE_DLQ)
+		maybe_drained(rt);
 }
 
 /* A record that will not succeed: on_error decides. Takes m. */
 static void record_failed(struct dc_rt *rt, struct rt_sink_msg *m, const char *why,
 			  const char *error_type)
 {
-	dc_rt_report_error(rt, m->msg->topic, error_type,
-			   "offset %llu failed after %u attempts: %s",
-			   (unsigned long long)m->msg->offset, m->attempts, why);
-	switch (rt->on_error) {
-	case RT_ON_ERROR_SKIP:
-		ack(rt, m);
+	const struct dn_message *msg = m->msg;
+	char what[48];
+	struct rt_dead d = {
+		.msg = *msg,
+		.has_offset = true,
+		.what = what,
+		.error_type = error_type,
+		.attempts = m->attempts,
+		.done = on_fate,
+		.arg = m,
+	};
+
+	snprintf(what, sizeof(what), "offset %llu", (unsigned long long)msg->offset);
+	dc_rt_report_error(rt, msg->topic, error_type, "%s failed after %u attempts: %s", what,
+			   m->attempts, why);
+	rt_dead_letter(rt, &d, why);
+}
+
+/* Handed back: the broker redelivers what was not acknowledged. */
+static void hand_back_batch(struct dc_rt *rt)
+{
+	size_t i;
+
+	for (i = 0; i < rt->batch.n; i++)
+		hand_back(rt->batch_msgs[i]);
+	rt->batch.n = 0;
+	rt->batch_parked = false;
+	maybe_drained(rt);
+}
+
+/* Writes the batch in hand, or parks it while the external system is down. */
+static void write_batch(struct dc_rt *rt)
+{
+	if (!rt->external_up) {
+		if (!rt->batch_parked)
+			dc_log_info("holding a batch of %zu until the external system is back",
+				    rt->batch.n);
+		rt->batch_parked = true;
 		return;
-	case RT_ON_ERROR_DLQ:
-		if (send_to_dlq(rt, m, why, error_type) == 0)
-			return;
-		dc_log_error("%s: cannot send offset %llu to the DLQ", m->msg->topic,
-			     (unsigned long long)m->msg->offset);
-		break;
-	case RT_ON_ERROR_FAIL:
-		break;
 	}
-	/* Not acknowledged: the broker redelivers it to the restarted worker. */
-	hand_back(m);
-	rt_fail(rt, 1);
+	rt->batch_parked = false;
+	rt->batch_busy = true;
+	rt->kops->write(rt->state, &rt->batch);
 }
 
 static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -171,18 +145,29 @@ static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	struct dc_rt *rt = w->data;
 
 	rt->batch_retry = false;
-	if (rt->stopping) {
-		/* Handed back: the broker redelivers what was not acknowledged. */
-		size_t i;
+	if (rt->stopping)
+		hand_back_batch(rt);
+	else
+		write_batch(rt);
+}
 
-		for (i = 0; i < rt->batch.n; i++)
-			hand_back(rt->batch_msgs[i]);
-		rt->batch.n = 0;
-		maybe_drained(rt);
-		return;
-	}
-	rt->batch_busy = true;
-	rt->kops->write(rt->state, &rt->batch);
+void dc_rt_set_result(struct dc_sink_record *r, enum dc_write_result res, const char *error_type,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	r->result = res;
+	r->error_type = res == DC_WRITE_OK ? NULL : error_type;
+	va_start(ap, fmt);
+	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	va_end(ap);
+}
+
+void dc_rt_retry_all(struct dc_rt *rt, struct dc_batch *batch, const char *why)
+{
+	for (size_t i = 0; i < batch->n; i++)
+		dc_rt_set_result(&batch->records[i], DC_WRITE_RETRY, "external", "%s", why);
+	dc_rt_write_done(rt, batch);
 }
 
 void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)
@@ -202,8 +187,8 @@ void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)
 		switch (r->result) {
 		case DC_WRITE_OK:
 			m->metrics->processed++;
-			dc_ipc_hist_observe(&m->metrics->duration,
-					    (double)(now - m->received_us) / 1e6);
+			dc_metrics_observe(&m->metrics->duration,
+					   (double)(now - m->received_us) / 1e6);
 			ack(rt, m);
 			break;
 		case DC_WRITE_RETRY:
@@ -255,7 +240,7 @@ void dc_rt_write_done(struct dc_rt *rt, struct dc_batch *batch)
 
 static bool batch_idle(const struct dc_rt *rt)
 {
-	return !rt->batch_busy && !rt->batch_retry && rt->batch.n == 0;
+	return !rt->batch_busy && !rt->batch_retry && !rt->batch_parked && rt->batch.n == 0;
 }
 
 static void start_batch(struct dc_rt *rt)
@@ -277,10 +262,17 @@ static void start_batch(struct dc_rt *rt)
 		rt->window_full = false;
 	rt->batch.n = n;
 	rt->batch.attempt = 0;
-	dc_ipc_hist_observe(&rt->batch_msgs[0]->metrics->batch_size, (double)n);
+	dc_metrics_observe(&rt->batch_msgs[0]->metrics->batch_size, (double)n);
 	dc_log_debug("writing a batch of %zu (%zu more waiting)", n, rt->pend_len);
 	rt->batch_busy = true;
 	rt->kops->write(rt->state, &rt->batch);
+}
+
+/* The external system is back: a parked batch goes first (from the loop, not the sink's stack). */
+void rt_sink_external_up(struct dc_rt *rt)
+{
+	if (rt->batch.records && rt->exit_code < 0 && !rt->stopping)
+		ev_idle_start(rt->loop, &rt->kick);
 }
 
 /* Write what is pending now, or arm the timer for when it is due. */
@@ -288,7 +280,8 @@ static void maybe_flush(struct dc_rt *rt)
 {
 	uint64_t now, linger_at, timeout_at, due;
 
-	if (!batch_idle(rt) || rt->stopping || rt->pend_len == 0 || rt->exit_code >= 0)
+	if (!batch_idle(rt) || rt->stopping || rt->pend_len == 0 || rt->exit_code >= 0 ||
+	    !rt->external_up)
 		return;
 	if (rt->pend_len >= (size_t)rt->batch_size || rt->window_full) {
 		start_batch(rt);
@@ -309,8 +302,13 @@ static void maybe_flush(struct dc_rt *rt)
 
 static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
 {
+	struct dc_rt *rt = w->data;
+
 	ev_idle_stop(loop, w);
-	maybe_flush(w->data);
+	if (rt->batch_parked && rt->external_up && !rt->stopping && rt->exit_code < 0)
+		write_batch(rt);
+	else
+		maybe_flush(rt);
 }
 
 static void on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -323,7 +321,7 @@ static void on_message(void *arg, struct dn_message *msg)
 	struct dc_rt *rt = arg;
 	struct rt_sink_msg *m = calloc(1, sizeof(*m));
 
-	if (!m || !(m->metrics = dc_ipc_topic(msg->topic))) {
+	if (!m || !(m->metrics = dc_metrics_topic(msg->topic))) {
 		/* Not acknowledged: the broker redelivers it. */
 		dc_log_error("out of memory receiving a message");
 		free(m);
@@ -340,12 +338,7 @@ static void on_message(void *arg, struct dn_message *msg)
 	m->received_us = dc_now_us();
 	m->metrics->received++;
 	m->metrics->inflight++;
-	if (rt->pend_tail)
-		rt->pend_tail->next = m;
-	else
-		rt->pend_head = m;
-	rt->pend_tail = m;
-	rt->pend_len++;
+	RT_FIFO_PUSH(rt->pend_head, rt->pend_tail, rt->pend_len, m);
 	/* The broker sends no more on this partition until we ack. */
 	if (m->metrics->inflight >= rt->max_unacked)
 		rt->window_full = true;
@@ -370,7 +363,7 @@ static void on_consumer_waiting(void *arg, const char *reason)
 /* The broker skipped offsets: say so loudly, count them; nothing else can be done here. */
 void dc_rt_skipped(struct dc_rt *rt, const char *topic, uint64_t expected, uint64_t got)
 {
-	struct dc_ipc_topic *t = dc_ipc_topic(topic);
+	struct dc_metrics_topic *t = dc_metrics_topic(topic);
 
 	if (t)
 		t->skipped += got - expected;
@@ -452,9 +445,10 @@ void rt_sink_stop(struct dc_rt *rt)
 	}
 	rt->pend_head = rt->pend_tail = NULL;
 	rt->pend_len = 0;
-	if (rt->batch_retry) {
+	if (rt->batch_retry || rt->batch_parked) {
 		ev_timer_stop(rt->loop, &rt->retry_timer);
-		on_retry_timer(rt->loop, &rt->retry_timer, 0);
+		rt->batch_retry = false;
+		hand_back_batch(rt);
 	}
 	maybe_drained(rt);
 }
@@ -487,4 +481,9 @@ void rt_sink_free(struct dc_rt *rt)
 	free(rt->batch_msgs);
 	rt->batch.records = NULL;
 	rt->batch_msgs = NULL;
+}
+
+size_t rt_sink_unfinished(const struct dc_rt *rt)
+{
+	return rt->batch.n + rt->acks_pending + rt->dlq_pending;
 }

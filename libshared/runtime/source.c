@@ -18,7 +18,7 @@
 struct rt_src_rec {
 	struct rt_src_rec *next;
 	struct dc_rt *rt;
-	struct dc_ipc_topic *metrics;
+	struct dc_metrics_topic *metrics;
 	char *topic;
 	void *payload;
 	size_t len;
@@ -30,9 +30,6 @@ struct rt_src_rec {
 	uint64_t received_us;
 	unsigned attempts;
 	bool done;
-	/* Its DLQ copy goes without the payload (the payload is what the broker refused). */
-	bool dlq_stripped;
-	char *dlq_why; /* why it went to the DLQ, for a second try */
 	/* From the spool of a previous run: its token is not this source's. */
 	bool replayed;
 };
@@ -47,7 +44,6 @@ static void rec_free(struct rt_src_rec *r)
 	}
 	free(r->attrs);
 	free(r->payload);
-	free(r->dlq_why);
 	free(r->routing_key);
 	free(r->topic);
 	free(r);
@@ -151,94 +147,39 @@ static void rec_finished(struct dc_rt *rt, struct rt_src_rec *r)
 	commit_prefix(rt);
 }
 
-static int send_to_dlq(struct dc_rt *rt, struct rt_src_rec *r, const char *why);
-
-static void on_dlq_done(void *arg, int code, const char *error)
+static void on_fate(void *arg, enum rt_fate fate)
 {
 	struct rt_src_rec *r = arg;
-	struct dc_rt *rt = r->rt;
 
-	rt->dlq_pending--;
-	if (code == DN_CANCELLED && rt->exit_code >= 0)
+	/* Lost: the loop is ending; the record stays queued and is freed with the queue. */
+	if (fate == RT_FATE_LOST)
 		return;
-	/* Too large for the DLQ as well: the attributes still say what was lost. */
-	if (code == DN_RESOURCE_EXHAUSTED && !r->dlq_stripped && r->len > 0) {
-		r->dlq_stripped = true;
-		if (send_to_dlq(rt, r, r->dlq_why ? r->dlq_why : error) == 0)
-			return;
-	}
-	if (code != DN_OK) {
-		dc_rt_report_error(rt, r->topic, "dlq", "cannot write to the DLQ %s: %s",
-				   rt->dlq_topic, error);
-		rt_fail(rt, 1);
-		return;
-	}
-	r->metrics->dlq++;
-	rec_finished(rt, r);
-}
-
-/*
- * Sends r to the DLQ with attributes saying why; 0 or -1. A record refused
- * for its size goes without its payload, with dlq.payload_omitted = its
- * length in bytes, rather than not at all.
- */
-static int send_to_dlq(struct dc_rt *rt, struct rt_src_rec *r, const char *why)
-{
-	struct rt_producer *p = rt_producer_get(rt, rt->dlq_topic);
-	struct dn_attr *a;
-	char attempts[24], omitted[24];
-	size_t n = 0, i;
-	int rc = -EMSGSIZE;
-
-	a = calloc(r->nattrs + 5, sizeof(*a));
-	if (!p || !a) {
-		free(a);
-		return -1;
-	}
-	for (i = 0; i < r->nattrs; i++)
-		a[n++] = r->attrs[i];
-	snprintf(attempts, sizeof(attempts), "%u", r->attempts);
-	snprintf(omitted, sizeof(omitted), "%zu", r->len);
-	a[n++] = (struct dn_attr){"dlq.error", why};
-	a[n++] = (struct dn_attr){"dlq.error_type", "broker"};
-	a[n++] = (struct dn_attr){"dlq.source_topic", r->topic};
-	a[n++] = (struct dn_attr){"dlq.attempts", attempts};
-	if (!r->dlq_why)
-		r->dlq_why = strdup(why); /* without it a second try says the DLQ's error */
-	if (!r->dlq_stripped)
-		rc = dn_producer_send(p->p, r->payload, r->len, a, n, r->routing_key, on_dlq_done,
-				      r);
-	if (rc == -EMSGSIZE) {
-		r->dlq_stripped = true;
-		a[n++] = (struct dn_attr){"dlq.payload_omitted", omitted};
-		rc = dn_producer_send(p->p, "", 0, a, n, r->routing_key, on_dlq_done, r);
-	}
-	free(a);
-	if (rc != 0)
-		return -1;
-	rt->dlq_pending++;
-	return 0;
+	if (fate == RT_FATE_DLQ)
+		r->metrics->dlq++;
+	rec_finished(r->rt, r);
 }
 
 /* A record the broker will not take: on_error decides. */
 static void rec_failed(struct dc_rt *rt, struct rt_src_rec *r, const char *why)
 {
-	dc_rt_report_error(rt, r->topic, "broker", "record %llu not delivered: %s",
-			   (unsigned long long)r->token, why);
-	switch (rt->on_error) {
-	case RT_ON_ERROR_SKIP:
-		rec_finished(rt, r);
-		return;
-	case RT_ON_ERROR_DLQ:
-		if (send_to_dlq(rt, r, why) == 0)
-			return;
-		dc_log_error("%s: cannot send record %llu to the DLQ", r->topic,
-			     (unsigned long long)r->token);
-		break;
-	case RT_ON_ERROR_FAIL:
-		break;
-	}
-	rt_fail(rt, 1);
+	char what[48];
+	struct rt_dead d = {
+		.msg = {.payload = r->payload,
+			.payload_len = r->len,
+			.attrs = r->attrs,
+			.nattrs = r->nattrs,
+			.routing_key = r->routing_key,
+			.topic = r->topic},
+		.what = what,
+		.error_type = "broker",
+		.attempts = r->attempts,
+		.done = on_fate,
+		.arg = r,
+	};
+
+	snprintf(what, sizeof(what), "record %llu", (unsigned long long)r->token);
+	dc_rt_report_error(rt, r->topic, "broker", "%s not delivered: %s", what, why);
+	rt_dead_letter(rt, &d, why);
 }
 
 static void on_sent(void *arg, int code, const char *error)
@@ -253,7 +194,7 @@ static void on_sent(void *arg, int code, const char *error)
 		return;
 	}
 	r->metrics->processed++;
-	dc_ipc_hist_observe(&r->metrics->duration, (double)(dc_now_us() - r->received_us) / 1e6);
+	dc_metrics_observe(&r->metrics->duration, (double)(dc_now_us() - r->received_us) / 1e6);
 	rec_finished(rt, r);
 }
 
@@ -294,7 +235,7 @@ static int enqueue(struct dc_rt *rt, const struct dc_record *rec, const char *to
 	struct rt_src_rec *r = p ? rec_copy(rt, rec, topic) : NULL;
 	int rc;
 
-	if (!r || !(r->metrics = dc_ipc_topic(topic))) {
+	if (!r || !(r->metrics = dc_metrics_topic(topic))) {
 		if (r)
 			rec_free(r);
 		return -ENOMEM;
@@ -308,12 +249,7 @@ static int enqueue(struct dc_rt *rt, const struct dc_record *rec, const char *to
 	r->attempts = 1;
 	r->metrics->received++;
 	r->metrics->inflight++;
-	if (rt->q_tail)
-		rt->q_tail->next = r;
-	else
-		rt->q_head = r;
-	rt->q_tail = r;
-	rt->q_len++;
+	RT_FIFO_PUSH(rt->q_head, rt->q_tail, rt->q_len, r);
 	rc = dn_producer_send(p->p, r->payload, r->len, r->attrs, r->nattrs, r->routing_key,
 			      on_sent, r);
 	if (rc != 0)
@@ -335,13 +271,11 @@ int dc_rt_submit(struct dc_rt *rt, const struct dc_record *rec)
 		dc_log_error("a record without a topic and no [danube] topic");
 		return -EINVAL;
 	}
-	if (rt->q_len >= (size_t)rt->queue_size && !rt->in_stop) {
-		if (!rt->paused) {
-			rt->paused = true;
-			dc_log_debug("queue full (%zu): pausing the source", rt->q_len);
-			rt->sops->pause(rt->state);
-		}
-		return -EAGAIN;
+	/* queue_size is a soft limit: the record is taken, reading stops. */
+	if (rt->q_len >= (size_t)rt->queue_size && !rt->paused && !rt->in_stop) {
+		rt->paused = true;
+		dc_log_debug("queue full (%zu): pausing the source", rt->q_len);
+		rt->sops->pause(rt->state);
 	}
 	return enqueue(rt, rec, topic, NULL);
 }
@@ -443,4 +377,9 @@ void rt_source_free(struct dc_rt *rt)
 	rt->q_len = 0;
 	dc_spool_close(rt->spool);
 	rt->spool = NULL;
+}
+
+size_t rt_source_unfinished(const struct dc_rt *rt)
+{
+	return rt->q_len;
 }

@@ -1,7 +1,6 @@
 /*
  * The worker's main() shared by every connector: options, configuration
- * layers, logging, the libev loop, signals, the IPC server, health and the
- * producers (per topic) that sources and sink DLQs use.
+ * layers, logging, the libev loop, signals, the IPC server and health.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,19 +42,19 @@ void rt_health_update(struct dc_rt *rt)
 	char reason[1024];
 
 	if (rt->stopping) {
-		dc_ipc_set_state(DC_IPC_STOPPING, "stopping on request");
+		dc_health_set_state(DC_HEALTH_STOPPING, "stopping on request");
 		return;
 	}
 	if (danube_ok && rt->external_up) {
 		rt->ever_ready = true;
-		dc_ipc_set_state(DC_IPC_READY, NULL);
+		dc_health_set_state(DC_HEALTH_READY, NULL);
 		return;
 	}
 	/* Nothing to fix on our side but waiting: degraded, not starting, and why. */
 	if (!rt->danube_up && !rt->danube_lost && rt->danube_waiting) {
 		snprintf(reason, sizeof(reason), "%s%s%s", rt->danube_waiting,
 			 rt->external_up ? "" : "; ", rt->external_up ? "" : ext);
-		dc_ipc_set_state(DC_IPC_DEGRADED, reason);
+		dc_health_set_state(DC_HEALTH_DEGRADED, reason);
 		return;
 	}
 	/* Both sides when both are down: the operator fixes both. */
@@ -68,7 +67,7 @@ void rt_health_update(struct dc_rt *rt)
 		snprintf(reason, sizeof(reason), "%s: %s%s%s",
 			 rt->danube_up ? "danube" : "connecting to Danube", dn,
 			 rt->external_up ? "" : "; ", rt->external_up ? "" : ext);
-	dc_ipc_set_state(rt->ever_ready ? DC_IPC_DEGRADED : DC_IPC_STARTING, reason);
+	dc_health_set_state(rt->ever_ready ? DC_HEALTH_DEGRADED : DC_HEALTH_STARTING, reason);
 }
 
 void rt_danube_up(struct dc_rt *rt)
@@ -131,12 +130,19 @@ void dc_rt_external_up(struct dc_rt *rt)
 	rt->external_reason = NULL;
 	rt->external_up = true;
 	rt_health_update(rt);
+	if (rt->kops)
+		rt_sink_external_up(rt);
 }
 
-void dc_rt_external_down(struct dc_rt *rt, const char *reason)
+void dc_rt_external_down(struct dc_rt *rt, const char *fmt, ...)
 {
-	char *copy = strdup(reason ? reason : "external system down");
+	va_list ap;
+	char *copy;
 
+	va_start(ap, fmt);
+	if (vasprintf(&copy, fmt, ap) < 0)
+		copy = NULL;
+	va_end(ap);
 	/* Without memory the generic reason still says what is wrong. */
 	free(rt->external_reason);
 	rt->external_reason = copy;
@@ -154,11 +160,11 @@ void dc_rt_report_error(struct dc_rt *rt, const char *topic, const char *error_t
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	dc_log_error("%s%s%s", topic ? topic : "", topic ? ": " : "", text);
-	dc_ipc_set_error(text);
+	dc_health_set_error(text);
 	if (topic && error_type) {
-		struct dc_ipc_topic *t = dc_ipc_topic(topic);
+		struct dc_metrics_topic *t = dc_metrics_topic(topic);
 
-		if (t && dc_ipc_count_failed(t, error_type, 1) != 0)
+		if (t && dc_metrics_count_failed(t, error_type, 1) != 0)
 			dc_log_warn("out of memory counting an error");
 	}
 }
@@ -175,7 +181,7 @@ void rt_dependency_failed(struct dc_rt *rt, int code, const char *error)
 	bool refused = code == DN_UNAUTHENTICATED || code == DN_PERMISSION_DENIED;
 
 	dc_log_error("Danube refused us for good: %s", error);
-	dc_ipc_set_error(error);
+	dc_health_set_error(error);
 	rt_fail(rt, refused ? DC_EXIT_UNAVAILABLE : DC_EXIT_FAILURE);
 }
 
@@ -185,79 +191,14 @@ void rt_drained(struct dc_rt *rt)
 	rt_fail(rt, DC_EXIT_OK);
 }
 
-static void on_producer_ready(void *arg)
-{
-	struct rt_producer *p = arg;
-
-	p->ready = true;
-	rt_danube_up(p->rt);
-}
-
-static void on_producer_error(void *arg, int code, const char *error)
-{
-	struct rt_producer *p = arg;
-
-	rt_dependency_failed(p->rt, code, error);
-}
-
-struct rt_producer *rt_producer_get(struct dc_rt *rt, const char *topic)
-{
-	struct dn_producer_opts o = {0};
-	const char *dispatch = dc_config_str(rt->cfg, "danube", "dispatch");
-	struct rt_producer *p;
-	int rc;
-
-	for (p = rt->producers; p; p = p->next)
-		if (strcmp(p->topic, topic) == 0)
-			return p;
-	p = calloc(1, sizeof(*p));
-	if (!p || !(p->topic = strdup(topic))) {
-		free(p);
-		dc_log_error("%s: out of memory creating a producer", topic);
-		return NULL;
-	}
-	p->rt = rt;
-	o.topic = topic;
-	o.name = dc_config_str(rt->cfg, "danube", "producer_name");
-	if (!o.name)
-		o.name = rt->name;
-	o.dispatch = dispatch && strcmp(dispatch, "reliable") == 0 ? DN_DISPATCH_RELIABLE
-								   : DN_DISPATCH_NON_RELIABLE;
-	o.partitions = (uint32_t)dc_config_int(rt->cfg, "danube", "partitions");
-	/* One in flight per partition keeps the submission order on the wire. */
-	o.max_inflight = 1;
-	rc = dn_producer_new(rt->client, &o, on_producer_ready, on_producer_error, p, &p->p);
-	if (rc != 0) {
-		dc_log_error("%s: cannot create a producer: %s", topic, strerror(-rc));
-		free(p->topic);
-		free(p);
-		return NULL;
-	}
-	p->next = rt->producers;
-	rt->producers = p;
-	return p;
-}
-
-void rt_producers_close(struct dc_rt *rt)
-{
-	struct rt_producer *p, *next;
-
-	for (p = rt->producers; p; p = next) {
-		next = p->next;
-		dn_producer_close(p->p);
-		free(p->topic);
-		free(p);
-	}
-	rt->producers = NULL;
-}
-
 static void on_stop_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct dc_rt *rt = w->data;
 
-	/* Whatever is still unacknowledged is redelivered by the broker. */
-	dc_log_warn("stop timeout: exiting with work still in flight");
-	rt_fail(rt, DC_EXIT_OK);
+	/* Whatever is still unacknowledged is redelivered (sinks) or resent (sources). */
+	dc_log_error("stop timeout: the drain was cut short with %zu records unacknowledged",
+		     rt->sops ? rt_source_unfinished(rt) : rt_sink_unfinished(rt));
+	rt_fail(rt, DC_EXIT_TEMPFAIL);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -346,8 +287,12 @@ static int parse_on_error(struct dc_rt *rt, struct dc_diag *diag)
 	return 0;
 }
 
-static int load_config(struct dc_rt *rt, const char *file, const struct dc_cfg_key *own,
-		       size_t nown, struct dc_diag *diag)
+/* An empty table where a connector lists fewer than DC_RT_MAX_KEY_TABLES. */
+#define OWN(i) own[i] ? own[i]->keys : dc_cfg_keys_runtime, own[i] ? own[i]->n : (size_t)0
+
+static int load_config(struct dc_rt *rt, const char *file,
+		       const struct dc_cfg_table *const own[DC_RT_MAX_KEY_TABLES],
+		       struct dc_diag *diag)
 {
 	struct dc_config_src src = {0};
 	struct dc_cfg_key *keys;
@@ -355,8 +300,9 @@ static int load_config(struct dc_rt *rt, const char *file, const struct dc_cfg_k
 	const char *g = getenv("DANUBE_CONNECT_GLOBAL_CONFIG");
 	int rc;
 
+	_Static_assert(DC_RT_MAX_KEY_TABLES == 4, "OWN(0) .. OWN(3) below");
 	if (dc_cfg_keys_concat(&keys, &n, DC_CFG_KEYS_CONNECTOR, DC_CFG_KEYS_DANUBE,
-			       DC_CFG_KEYS_RUNTIME, own, own ? nown : (size_t)0, NULL) != 0) {
+			       DC_CFG_KEYS_RUNTIME, OWN(0), OWN(1), OWN(2), OWN(3), NULL) != 0) {
 		dc_diag_add(diag, "out of memory");
 		return -1;
 	}
@@ -384,9 +330,23 @@ static void setup_logging(struct dc_rt *rt)
 
 static int open_connector(struct dc_rt *rt, struct dc_diag *diag)
 {
+	void *state = calloc(1, rt->sops ? rt->sops->state_size : rt->kops->state_size);
+	int rc;
+
+	if (!state) {
+		dc_diag_add(diag, "out of memory");
+		return -1;
+	}
 	if (rt->sops)
-		return rt->sops->open(rt, rt->cfg, &rt->state, diag);
-	return rt->kops->open(rt, rt->cfg, &rt->state, diag);
+		rc = rt->sops->open(rt, rt->cfg, state, diag);
+	else
+		rc = rt->kops->open(rt, rt->cfg, state, diag);
+	if (rc != 0) {
+		free(state);
+		return -1;
+	}
+	rt->state = state;
+	return 0;
 }
 
 static void close_connector(struct dc_rt *rt)
@@ -397,6 +357,7 @@ static void close_connector(struct dc_rt *rt)
 		rt->sops->close(rt->state);
 	else
 		rt->kops->close(rt->state);
+	free(rt->state);
 	rt->state = NULL;
 }
 
@@ -430,10 +391,10 @@ static int run(struct dc_rt *rt)
 	/* nng's threads, started by dc_ipc_open, must never take these. */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	rc = dc_ipc_open(&rt->ipc, rt->loop, NULL);
+	rc = dc_ipc_open(&rt->ipc, rt->loop, NULL, dc_health_fill);
 	if (rc != 0) {
 		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-		return 1;
+		return DC_EXIT_FAILURE;
 	}
 	rt_health_update(rt);
 	ev_signal_init(&rt->sigterm_w, on_signal, SIGTERM);
@@ -472,7 +433,8 @@ static int run(struct dc_rt *rt)
 	if (rt->client)
 		dn_client_free(rt->client);
 	dc_ipc_close(rt->ipc);
-	return rt->exit_code < 0 ? 1 : rt->exit_code;
+	dc_metrics_reset();
+	return rt->exit_code < 0 ? DC_EXIT_FAILURE : rt->exit_code;
 }
 
 static int worker_main(int argc, char **argv, const struct dc_source_ops *sops,
@@ -520,8 +482,7 @@ static int worker_main(int argc, char **argv, const struct dc_source_ops *sops,
 	rt.kops = kops;
 	rt.exit_code = -1;
 	dc_diag_init(&diag);
-	if (load_config(&rt, file, sops ? sops->keys : kops->keys, sops ? sops->nkeys : kops->nkeys,
-			&diag) != 0) {
+	if (load_config(&rt, file, sops ? sops->keys : kops->keys, &diag) != 0) {
 		dc_diag_write(&diag, STDERR_FILENO);
 		dc_diag_free(&diag);
 		dc_config_free(rt.cfg);

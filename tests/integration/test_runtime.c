@@ -78,40 +78,60 @@ static size_t count_lines(const char *path)
 	return n;
 }
 
+/* A consumer of n messages of topic (created), with their attributes, ready. */
+static struct th_proc *consume_n(const char *dir, struct th_broker *b, const char *topic,
+				 const char *n)
+{
+	char *argv[] = {(char *)ctl(),  "consume",     "-u", (char *)th_broker_url(b),
+			"-t",           (char *)topic, "-s", "t",
+			"--type",       "exclusive",   "-n", (char *)n,
+			"--attributes", NULL};
+	struct th_proc *c;
+	char want[300];
+
+	ck_assert_int_eq(th_broker_admin(b, "create-topic", topic, "--reliable", NULL), 0);
+	c = th_spawn(dir, argv, NULL);
+	snprintf(want, sizeof(want), "consuming %s", topic);
+	ck_assert(TH_WAIT(th_proc_output_contains(c, want), 10000));
+	return c;
+}
+
+/* Waits for cons to exit 0 having printed rec-1 .. rec-n in order; returns its output. */
+static char *consumed_in_order(struct th_proc *cons, int n)
+{
+	char *log, want[64];
+	const char *at;
+	int status;
+
+	ck_assert(th_proc_wait(cons, 20000, &status));
+	ck_assert_int_eq(th_exit_code(status), 0);
+	log = th_proc_output(cons);
+	at = log;
+	for (int i = 1; i <= n; i++) {
+		snprintf(want, sizeof(want), "rec-%d\n", i);
+		at = strstr(at, want);
+		ck_assert_msg(at != NULL, "missing %s in order in:\n%s", want, log);
+	}
+	return log;
+}
+
 START_TEST(source_records_arrive_in_order_with_attributes)
 {
 	struct th_broker *b = broker();
 	const char *dir = th_tmpdir();
 	char *log, want[64];
-	const char *at;
-	int status;
-
-	ck_assert_int_eq(th_broker_admin(b, "create-topic", "/default/echo", "--reliable", NULL),
-			 0);
-	char *cargv[] = {(char *)ctl(),  "consume",
-			 "-u",           (char *)th_broker_url(b),
-			 "-t",           "/default/echo",
-			 "-s",           "t",
-			 "--type",       "exclusive",
-			 "-n",           "50",
-			 "--attributes", NULL};
-	struct th_proc *cons = th_spawn(dir, cargv, NULL);
-
-	ck_assert(TH_WAIT(th_proc_output_contains(cons, "consuming /default/echo"), 10000));
+	struct th_proc *cons = consume_n(dir, b, "/default/echo", "50");
 	struct th_proc *w = worker(dir, "tests/workers/echo-source",
 				   conf(dir, "echo", "echo-source", b,
 					"topic = /default/echo\ndispatch = reliable\n"
 					"[echo]\ncount = 50\n"));
-	ck_assert(th_proc_wait(cons, 20000, &status));
-	ck_assert_int_eq(th_exit_code(status), 0);
-	log = th_proc_output(cons);
-	at = log;
+
+	log = consumed_in_order(cons, 50);
 	for (int i = 1; i <= 50; i++) {
 		const char *a, *b2;
 
 		snprintf(want, sizeof(want), "rec-%d\n", i);
-		a = strstr(at, want);
-		ck_assert_msg(a != NULL, "missing %s in order in:\n%s", want, log);
+		a = strstr(log, want);
 		/* The attributes precede the payload on its line. */
 		b2 = a;
 		while (b2 > log && b2[-1] != '\n')
@@ -121,7 +141,6 @@ START_TEST(source_records_arrive_in_order_with_attributes)
 				      memmem(b2, (size_t)(a - b2), want, strlen(want)),
 			      "no %s on line of rec-%d", want, i);
 		ck_assert(memmem(b2, (size_t)(a - b2), "src=echo\t", 9) != NULL);
-		at = a + 1;
 	}
 	free(log);
 	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 50"), 10000));
@@ -160,6 +179,32 @@ START_TEST(backpressure_pauses_until_broker_acks_then_delivers_all)
 		last = v;
 	}
 	free(log);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
+}
+END_TEST
+
+/*
+ * queue_size is a soft limit: a source that keeps submitting past it (data
+ * already in hand) loses nothing; it is paused, then resumed, and every
+ * record arrives in order.
+ */
+START_TEST(source_submitting_past_queue_size_keeps_all_in_order)
+{
+	struct th_broker *b = broker();
+	const char *dir = th_tmpdir();
+	struct th_proc *cons = consume_n(dir, b, "/default/soft", "60");
+	/* One loop pass submits up to 100 records: all 60 before the first ack. */
+	struct th_proc *w = worker(dir, "tests/workers/echo-source",
+				   conf(dir, "soft", "echo-source", b,
+					"topic = /default/soft\n[runtime]\nqueue_size = 8\n"
+					"[echo]\ncount = 60\nignore_pause = true\n"));
+
+	free(consumed_in_order(cons, 60));
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "echo committed 60"), 10000));
+	ck_assert(th_proc_output_contains(w, "echo paused at 9"));
+	ck_assert(th_proc_output_contains(w, "echo resumed"));
+	ck_assert(!th_proc_output_contains(w, "submit failed"));
 	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
 	ck_assert(th_proc_clean(w));
 }
@@ -912,22 +957,37 @@ START_TEST(sink_health_degraded_while_danube_down_then_ready_delivers_all)
 }
 END_TEST
 
+/*
+ * A collect-sink writing out = dir/out.txt with one batch of the n lines
+ * in hand, written delay_ms long; stop_ms: its [runtime] stop_timeout_ms.
+ */
+static struct th_proc *sink_busy(struct th_broker *b, const char *dir, char *out, int n,
+				 const char *lines, const char *stop_ms, const char *delay_ms)
+{
+	char window[32], runtime[128], collect[64];
+	struct th_proc *w;
+
+	snprintf(out, 512, "%s/out.txt", dir);
+	/* Only a full window ends a batch: the lines are one batch, whatever the machine's pace. */
+	snprintf(window, sizeof(window), "max_unacked = %d", n);
+	snprintf(runtime, sizeof(runtime),
+		 "batch_timeout_ms = 1h\nbatch_linger_ms = 1h\nstop_timeout_ms = %s", stop_ms);
+	snprintf(collect, sizeof(collect), "delay_ms = %s", delay_ms);
+	w = sink_rt(b, dir, "col", out, window, runtime, collect);
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", lines);
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch"), 10000));
+	return w;
+}
+
 /* A batch in the sink's hands at SIGTERM is finished and acknowledged before exit 0. */
 START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 {
 	struct th_broker *b = sink_broker();
 	const char *dir = th_tmpdir();
 	char out[512];
+	struct th_proc *w = sink_busy(b, dir, out, 2, "t1\nt2\n", "20000", "1000");
 
-	snprintf(out, sizeof(out), "%s/out.txt", dir);
-	/* Only a window of 2 ends a batch: t1 and t2 are one batch, whatever the machine's pace. */
-	struct th_proc *w = sink_rt(b, dir, "col", out, "max_unacked = 2",
-				    "batch_timeout_ms = 1h\nbatch_linger_ms = 1h\n"
-				    "stop_timeout_ms = 20000",
-				    "delay_ms = 1000");
-	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
-	produce(b, "/default/in", "t1\nt2\n");
-	ck_assert(TH_WAIT(th_proc_output_contains(w, "collect batch"), 10000));
 	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 15000)), 0);
 	ck_assert(th_proc_clean(w));
 	ck_assert_int_eq((int)count_lines(out), 2);
@@ -949,6 +1009,53 @@ START_TEST(sigterm_finishes_batch_in_flight_and_exits_0)
 		ck_assert_str_eq(s, "t1\nt2\nt3\n");
 	free(s);
 	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
+}
+END_TEST
+
+/*
+ * A sink whose target is down is not written to: the runtime holds the
+ * batch and writes it once the sink reports the target up again, however
+ * short the retry backoff.
+ */
+START_TEST(sink_not_written_while_target_down_then_gets_the_batch)
+{
+	struct th_broker *b = sink_broker();
+	const char *dir = th_tmpdir();
+	char out[512], *log;
+	const char *held, *up, *again;
+
+	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	struct th_proc *w = sink(b, dir, "col", out, "max_retries = 3", "down_ms = 1500");
+	ck_assert(TH_WAIT(th_proc_output_contains(w, "connected to Danube"), 10000));
+	produce(b, "/default/in", "target-down\n");
+	ck_assert(TH_WAIT(count_lines(out) == 1, 15000));
+	log = th_proc_output(w);
+	held = strstr(log, "holding a batch of 1 until the external system is back");
+	up = strstr(log, "collect: target up");
+	again = strstr(log, "collect batch 1 attempt 1");
+	ck_assert_msg(held && up && again && held < up && up < again, "%s", log);
+	ck_assert_msg(!strstr(log, "written while down"), "%s", log);
+	ck_assert_msg(!strstr(log, "attempt 2"), "%s", log);
+	free(log);
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 20000)), 0);
+	ck_assert(th_proc_clean(w));
+}
+END_TEST
+
+/*
+ * A drain the stop timeout cuts short exits 75 and says how many records
+ * were left (a finished drain exits 0: sigterm_finishes_batch_in_flight...).
+ */
+START_TEST(sigterm_drain_cut_short_by_stop_timeout_exits_75)
+{
+	struct th_broker *b = sink_broker();
+	char out[512];
+	struct th_proc *w = sink_busy(b, th_tmpdir(), out, 1, "t1\n", "200", "1h");
+
+	ck_assert_int_eq(th_exit_code(th_proc_stop(w, SIGTERM, 15000)), 75);
+	ck_assert(th_proc_output_contains(w, "drain was cut short with 1 records unacknowledged"));
+	ck_assert(!th_proc_output_contains(w, "drained, exiting"));
 	ck_assert(th_proc_clean(w));
 }
 END_TEST
@@ -1105,6 +1212,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, check_reports_file_line_and_exits_78);
 	tcase_add_test(tc, source_records_arrive_in_order_with_attributes);
 	tcase_add_test(tc, backpressure_pauses_until_broker_acks_then_delivers_all);
+	tcase_add_test(tc, source_submitting_past_queue_size_keeps_all_in_order);
 	tcase_add_test(tc, source_undeliverable_record_skip_or_fail);
 	tcase_add_test(tc, source_undeliverable_record_goes_to_dlq_with_reasons);
 	tcase_add_test(tc, source_spool_replays_unacknowledged_records_after_sigkill);
@@ -1118,6 +1226,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, sink_health_degraded_while_danube_down_then_ready_delivers_all);
 	tcase_add_test(tc, idle_source_health_follows_danube_connection);
 	tcase_add_test(tc, sigterm_finishes_batch_in_flight_and_exits_0);
+	tcase_add_test(tc, sigterm_drain_cut_short_by_stop_timeout_exits_75);
+	tcase_add_test(tc, sink_not_written_while_target_down_then_gets_the_batch);
 	tcase_add_test(tc, sink_waits_degraded_for_a_missing_topic_then_delivers);
 	tcase_add_test(tc, sink_writes_a_batch_when_the_broker_window_is_full);
 	tcase_add_test(tc, sink_writes_a_batch_when_the_stream_pauses);

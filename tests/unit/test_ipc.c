@@ -17,6 +17,7 @@
 
 #include "harness.h"
 #include "ipc/ipc.h"
+#include "runtime/metrics.h"
 
 /*
  * nng 1.5.2 never frees the pipe of a handshake its peer abandoned (the
@@ -45,13 +46,14 @@ static void fixture_open(struct fixture *f)
 	snprintf(f->url, sizeof(f->url), "ipc://%s", f->path);
 	f->loop = ev_loop_new(EVFLAG_AUTO);
 	ck_assert_ptr_nonnull(f->loop);
-	ck_assert_int_eq(dc_ipc_open(&f->ipc, f->loop, f->url), 0);
+	ck_assert_int_eq(dc_ipc_open(&f->ipc, f->loop, f->url, dc_health_fill), 0);
 	ck_assert_ptr_nonnull(f->ipc);
 }
 
 static void fixture_close(struct fixture *f)
 {
 	dc_ipc_close(f->ipc);
+	dc_metrics_reset();
 	ev_loop_destroy(f->loop);
 }
 
@@ -132,28 +134,28 @@ START_TEST(health_reports_state_error_counters_and_histograms)
 {
 	struct fixture f;
 	dcctl_Response resp;
-	struct dc_ipc_topic *a, *b;
+	struct dc_metrics_topic *a, *b;
 	const dcctl_TopicStats *ta, *tb;
 
 	fixture_open(&f);
-	dc_ipc_set_state(DC_IPC_DEGRADED, "broker unreachable");
-	dc_ipc_set_error("connect to 127.0.0.1:6650: Connection refused");
-	a = dc_ipc_topic("/default/a");
-	b = dc_ipc_topic("/default/b");
-	ck_assert_ptr_eq(dc_ipc_topic("/default/a"), a);
+	dc_health_set_state(DC_HEALTH_DEGRADED, "broker unreachable");
+	dc_health_set_error("connect to 127.0.0.1:6650: Connection refused");
+	a = dc_metrics_topic("/default/a");
+	b = dc_metrics_topic("/default/b");
+	ck_assert_ptr_eq(dc_metrics_topic("/default/a"), a);
 	a->received = 10;
 	a->processed = 7;
 	a->retried = 2;
 	a->dlq = 1;
 	a->inflight = 3;
-	ck_assert_int_eq(dc_ipc_count_failed(a, "broker", 2), 0);
-	ck_assert_int_eq(dc_ipc_count_failed(a, "invalid_data", 1), 0);
-	ck_assert_int_eq(dc_ipc_count_failed(a, "broker", 1), 0);
-	dc_ipc_hist_observe(&a->duration, 0.001); /* first bucket */
-	dc_ipc_hist_observe(&a->duration, 0.005); /* on a bound: that bucket */
-	dc_ipc_hist_observe(&a->duration, 0.3);   /* le=0.5 */
-	dc_ipc_hist_observe(&a->duration, 60);    /* +Inf */
-	dc_ipc_hist_observe(&a->batch_size, 100);
+	ck_assert_int_eq(dc_metrics_count_failed(a, "broker", 2), 0);
+	ck_assert_int_eq(dc_metrics_count_failed(a, "invalid_data", 1), 0);
+	ck_assert_int_eq(dc_metrics_count_failed(a, "broker", 1), 0);
+	dc_metrics_observe(&a->duration, 0.001); /* first bucket */
+	dc_metrics_observe(&a->duration, 0.005); /* on a bound: that bucket */
+	dc_metrics_observe(&a->duration, 0.3);   /* le=0.5 */
+	dc_metrics_observe(&a->duration, 60);    /* +Inf */
+	dc_metrics_observe(&a->batch_size, 100);
 	b->received = 5;
 
 	roundtrip(&f, dcctl_Version_VERSION_CURRENT, dcctl_Op_OP_HEALTH, &resp);
@@ -197,8 +199,8 @@ START_TEST(health_reports_state_error_counters_and_histograms)
 
 	/* Counters are read at each request, not copied once. */
 	a->received = 11;
-	dc_ipc_set_state(DC_IPC_READY, NULL);
-	dc_ipc_set_error(NULL);
+	dc_health_set_state(DC_HEALTH_READY, NULL);
+	dc_health_set_error(NULL);
 	roundtrip(&f, dcctl_Version_VERSION_CURRENT, dcctl_Op_OP_HEALTH, &resp);
 	ck_assert_int_eq(resp.health.state, dcctl_HealthState_HEALTH_READY);
 	ck_assert_ptr_null(resp.health.reason);
@@ -373,7 +375,7 @@ START_TEST(stale_socket_file_is_replaced_and_made_private)
 	dc_ipc_close(f.ipc);
 	snprintf(f.path, sizeof(f.path), "%s", path);
 	snprintf(f.url, sizeof(f.url), "ipc://%s", path);
-	ck_assert_int_eq(dc_ipc_open(&f.ipc, f.loop, f.url), 0);
+	ck_assert_int_eq(dc_ipc_open(&f.ipc, f.loop, f.url, dc_health_fill), 0);
 	ck_assert_str_eq(dc_ipc_url(f.ipc), f.url);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert(S_ISSOCK(st.st_mode));
@@ -393,11 +395,12 @@ START_TEST(unsupervised_worker_opens_nothing)
 	struct dc_ipc *ipc = (struct dc_ipc *)&loop; /* any non-NULL value */
 
 	unsetenv(DC_IPC_ENV);
-	ck_assert_int_eq(dc_ipc_open(&ipc, loop, NULL), 0);
+	ck_assert_int_eq(dc_ipc_open(&ipc, loop, NULL, dc_health_fill), 0);
 	ck_assert_ptr_null(ipc);
-	/* The registry still works and is freed by closing NULL. */
-	ck_assert_ptr_nonnull(dc_ipc_topic("/default/x"));
+	/* The registry still works; closing NULL is fine. */
+	ck_assert_ptr_nonnull(dc_metrics_topic("/default/x"));
 	dc_ipc_close(NULL);
+	dc_metrics_reset();
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -412,45 +415,46 @@ START_TEST(env_url_is_used_and_bad_url_fails)
 	snprintf(f.path, sizeof(f.path), "%.200s/env.sock", th_tmpdir());
 	snprintf(f.url, sizeof(f.url), "ipc://%s", f.path);
 	setenv(DC_IPC_ENV, f.url, 1);
-	ck_assert_int_eq(dc_ipc_open(&f.ipc, f.loop, NULL), 0);
+	ck_assert_int_eq(dc_ipc_open(&f.ipc, f.loop, NULL, dc_health_fill), 0);
 	ck_assert_ptr_nonnull(f.ipc);
 	roundtrip(&f, dcctl_Version_VERSION_CURRENT, dcctl_Op_OP_HEALTH, &resp);
 	ck_assert_int_eq(resp.code, dcctl_Code_CODE_OK);
 	pb_release(dcctl_Response_fields, &resp);
 
-	ck_assert_int_eq(dc_ipc_open(&ipc, f.loop, "bogus://nowhere"), -ENOTSUP);
+	ck_assert_int_eq(dc_ipc_open(&ipc, f.loop, "bogus://nowhere", dc_health_fill), -ENOTSUP);
 	ck_assert_ptr_null(ipc);
-	ck_assert_int_eq(dc_ipc_open(&ipc, f.loop, "ipc:///nonexistent-dir/x.sock"), -ENOENT);
+	ck_assert_int_eq(dc_ipc_open(&ipc, f.loop, "ipc:///nonexistent-dir/x.sock", dc_health_fill),
+			 -ENOENT);
 	fixture_close(&f);
 }
 END_TEST
 
 START_TEST(pointers_stay_valid_as_the_registry_grows)
 {
-	struct dc_ipc_topic *first = dc_ipc_topic("/t/0");
-	uint64_t *broker = dc_ipc_failed_counter(first, "broker");
+	struct dc_metrics_topic *first = dc_metrics_topic("/t/0");
+	uint64_t *broker = dc_metrics_failed_counter(first, "broker");
 	char name[32];
 	dcctl_Health h;
 
 	for (int i = 1; i < 100; i++) {
 		snprintf(name, sizeof(name), "/t/%d", i);
-		ck_assert_ptr_nonnull(dc_ipc_topic(name));
+		ck_assert_ptr_nonnull(dc_metrics_topic(name));
 		snprintf(name, sizeof(name), "type%d", i);
-		ck_assert_ptr_nonnull(dc_ipc_failed_counter(first, name));
+		ck_assert_ptr_nonnull(dc_metrics_failed_counter(first, name));
 	}
 	*broker += 5;
 	first->processed++;
-	ck_assert_ptr_eq(dc_ipc_topic("/t/0"), first);
-	ck_assert_ptr_eq(dc_ipc_failed_counter(first, "broker"), broker);
-	ck_assert_int_eq(dc_ipc_health_fill(&h), 0);
+	ck_assert_ptr_eq(dc_metrics_topic("/t/0"), first);
+	ck_assert_ptr_eq(dc_metrics_failed_counter(first, "broker"), broker);
+	ck_assert_int_eq(dc_health_fill(&h), 0);
 	ck_assert_uint_eq(h.topics_count, 100);
 	ck_assert_uint_eq(h.topics[0].failed_count, 100);
 	ck_assert_uint_eq(h.topics[0].failed[0].count, 5);
 	ck_assert_uint_eq(h.topics[0].processed, 1);
 	pb_release(dcctl_Health_fields, &h);
-	dc_ipc_registry_reset();
-	ck_assert_int_eq(dc_ipc_get_state(), DC_IPC_STARTING);
-	ck_assert_int_eq(dc_ipc_health_fill(&h), 0);
+	dc_metrics_reset();
+	ck_assert_int_eq(dc_health_get_state(), DC_HEALTH_STARTING);
+	ck_assert_int_eq(dc_health_fill(&h), 0);
 	ck_assert_uint_eq(h.topics_count, 0);
 	pb_release(dcctl_Health_fields, &h);
 }
@@ -458,20 +462,20 @@ END_TEST
 
 START_TEST(histogram_buckets_follow_prometheus_le)
 {
-	struct dc_ipc_topic *t = dc_ipc_topic("/h");
+	struct dc_metrics_topic *t = dc_metrics_topic("/h");
 
-	dc_ipc_hist_observe(&t->batch_size, 1);     /* le=1 */
-	dc_ipc_hist_observe(&t->batch_size, 1.5);   /* le=5 */
-	dc_ipc_hist_observe(&t->batch_size, 10000); /* le=10000, the last bound */
-	dc_ipc_hist_observe(&t->batch_size, 10001); /* +Inf */
-	dc_ipc_hist_observe(&t->batch_size, 0.0 / 0.0);
+	dc_metrics_observe(&t->batch_size, 1);     /* le=1 */
+	dc_metrics_observe(&t->batch_size, 1.5);   /* le=5 */
+	dc_metrics_observe(&t->batch_size, 10000); /* le=10000, the last bound */
+	dc_metrics_observe(&t->batch_size, 10001); /* +Inf */
+	dc_metrics_observe(&t->batch_size, 0.0 / 0.0);
 	ck_assert_uint_eq(t->batch_size.buckets[0], 1);
 	ck_assert_uint_eq(t->batch_size.buckets[1], 1);
-	ck_assert_uint_eq(t->batch_size.buckets[dc_ipc_batch_nbounds - 1], 1);
-	ck_assert_uint_eq(t->batch_size.buckets[dc_ipc_batch_nbounds], 1);
+	ck_assert_uint_eq(t->batch_size.buckets[dc_metrics_batch_nbounds - 1], 1);
+	ck_assert_uint_eq(t->batch_size.buckets[dc_metrics_batch_nbounds], 1);
 	ck_assert_uint_eq(t->batch_size.count, 4);
 	ck_assert_double_eq(t->batch_size.sum, 20003.5);
-	dc_ipc_registry_reset();
+	dc_metrics_reset();
 }
 END_TEST
 

@@ -7,13 +7,15 @@
 #include "skmq.h"
 
 #define M "mqtt"
-const struct dc_cfg_key skmq_keys[] = {
-	{M, "topic", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{M, "qos", DC_CFG_INT, "1", 0, 0, 2, NULL, NULL},
-	{M, "retain", DC_CFG_BOOL, "false", 0, 0, 0, NULL, NULL},
-	{M, "ack_timeout_ms", DC_CFG_DURATION, "30000", 0, 100, 3600000, NULL, NULL},
+/* clang-format off */
+static const struct dc_cfg_key keys[] = {
+	{.section = M, .key = "topic", .type = DC_CFG_STRING},
+	{.section = M, .key = "qos", .type = DC_CFG_INT, .def = "1", .max = 2},
+	{.section = M, .key = "retain", .type = DC_CFG_BOOL, .def = "false"},
+	{.section = M, .key = "ack_timeout_ms", .type = DC_CFG_DURATION, .def = "30000", .min = 100, .max = 3600000},
 };
-const size_t skmq_nkeys = sizeof(skmq_keys) / sizeof(skmq_keys[0]);
+/* clang-format on */
+const struct dc_cfg_table skmq_keys = DC_CFG_TABLE(keys);
 
 /* Every "{" opens "{attr.NAME}" with a non-empty NAME. */
 static int template_ok(const char *t)

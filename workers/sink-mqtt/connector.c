@@ -21,22 +21,13 @@ struct skmq {
 	struct dc_rt *rt;
 	struct skmq_config cfg;
 	struct dc_mqtt *mqtt;
-	struct dc_batch *batch; /* in flight or held until the broker is back */
+	struct dc_batch *batch; /* in flight */
 	int *mids;              /* per record; valid while pending[i] */
 	bool *pending;
 	size_t npending, cap;
 	bool publishing; /* inside publish_batch: on_publish must not finish the batch */
-	bool held;
 	ev_timer ack_w;
 };
-
-static void set_result(struct dc_sink_record *r, enum dc_write_result res, const char *type,
-		       const char *why)
-{
-	r->result = res;
-	r->error_type = type;
-	snprintf(r->error, sizeof(r->error), "%s", why);
-}
 
 static void finish(struct skmq *s)
 {
@@ -53,7 +44,6 @@ static void publish_batch(struct skmq *s)
 	struct dc_batch *b = s->batch;
 	char err[256];
 
-	s->held = false;
 	s->publishing = true;
 	for (size_t i = 0; i < b->n; i++) {
 		struct dc_sink_record *r = &b->records[i];
@@ -61,9 +51,10 @@ static void publish_batch(struct skmq *s)
 		int rc;
 
 		if (!topic) {
-			set_result(r,
-				   strcmp(err, "out of memory") ? DC_WRITE_FATAL : DC_WRITE_RETRY,
-				   strcmp(err, "out of memory") ? "invalid_data" : "external", err);
+			if (strcmp(err, "out of memory") == 0)
+				dc_rt_set_result(r, DC_WRITE_RETRY, "external", "%s", err);
+			else
+				dc_rt_set_result(r, DC_WRITE_FATAL, "invalid_data", "%s", err);
 			continue;
 		}
 		/* A QoS 0 publish can complete inside mosquitto_publish: pending first. */
@@ -79,11 +70,12 @@ static void publish_batch(struct skmq *s)
 			s->pending[i] = false;
 			s->npending--;
 		}
-		snprintf(err, sizeof(err), "MQTT publish: %s", dc_mqtt_last_error(s->mqtt));
 		if (rc == -ENOTCONN || rc == -ENOMEM)
-			set_result(r, DC_WRITE_RETRY, "external", err);
+			dc_rt_set_result(r, DC_WRITE_RETRY, "external", "MQTT publish: %s",
+					 dc_mqtt_last_error(s->mqtt));
 		else
-			set_result(r, DC_WRITE_FATAL, "invalid_data", err);
+			dc_rt_set_result(r, DC_WRITE_FATAL, "invalid_data", "MQTT publish: %s",
+					 dc_mqtt_last_error(s->mqtt));
 	}
 	s->publishing = false;
 	if (s->npending == 0) {
@@ -98,7 +90,7 @@ static void on_publish(void *arg, int mid)
 {
 	struct skmq *s = arg;
 
-	if (!s->batch || s->held)
+	if (!s->batch)
 		return; /* a late confirmation of a record already handed back as RETRY */
 	for (size_t i = 0; i < s->batch->n; i++) {
 		if (s->pending[i] && s->mids[i] == mid) {
@@ -121,8 +113,8 @@ static void ack_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	for (size_t i = 0; i < s->batch->n; i++)
 		if (s->pending[i]) {
 			s->pending[i] = false;
-			set_result(&s->batch->records[i], DC_WRITE_RETRY, "external",
-				   "no confirmation from the MQTT broker in time");
+			dc_rt_set_result(&s->batch->records[i], DC_WRITE_RETRY, "external",
+					 "no confirmation from the MQTT broker in time");
 		}
 	finish(s);
 }
@@ -132,17 +124,11 @@ static void on_connect(void *arg)
 	struct skmq *s = arg;
 
 	dc_rt_external_up(s->rt);
-	if (s->batch && s->held)
-		publish_batch(s);
 }
 
 static void on_disconnect(void *arg, const char *reason)
 {
-	struct skmq *s = arg;
-	char why[256];
-
-	snprintf(why, sizeof(why), "MQTT broker: %s", reason);
-	dc_rt_external_down(s->rt, why);
+	dc_rt_external_down(((struct skmq *)arg)->rt, "MQTT broker: %s", reason);
 }
 
 static void skmq_write(void *state, struct dc_batch *b)
@@ -157,10 +143,7 @@ static void skmq_write(void *state, struct dc_batch *b)
 			s->mids = mids;
 		pending = mids ? realloc(s->pending, b->n * sizeof(*pending)) : NULL;
 		if (!pending) {
-			for (size_t i = 0; i < b->n; i++)
-				set_result(&b->records[i], DC_WRITE_RETRY, "external",
-					   "out of memory");
-			dc_rt_write_done(s->rt, b);
+			dc_rt_retry_all(s->rt, b, "out of memory");
 			return;
 		}
 		s->pending = pending;
@@ -168,18 +151,14 @@ static void skmq_write(void *state, struct dc_batch *b)
 	}
 	memset(s->pending, 0, b->n * sizeof(*s->pending));
 	for (size_t i = 0; i < b->n; i++)
-		set_result(&b->records[i], DC_WRITE_RETRY, "external", "not confirmed");
+		dc_rt_set_result(&b->records[i], DC_WRITE_RETRY, "external", "not confirmed");
 	s->batch = b;
 	s->npending = 0;
-	/* Nothing is acknowledged while the broker is away: hold the batch until it is back. */
-	if (!dc_mqtt_connected(s->mqtt)) {
-		s->held = true;
-		return;
-	}
+	/* The runtime writes only while the broker is connected (dc_rt_external_up). */
 	publish_batch(s);
 }
 
-static int skmq_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int skmq_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		     struct dc_diag *diag)
 {
 	static const struct dc_mqtt_cbs cbs = {
@@ -187,31 +166,14 @@ static int skmq_open(struct dc_rt *rt, const struct dc_config *cfg, void **state
 		.on_disconnect = on_disconnect,
 		.on_publish = on_publish,
 	};
-	struct skmq *s = calloc(1, sizeof(*s));
-	char err[256];
+	struct skmq *s = state;
 
-	if (!s) {
-		dc_diag_add(diag, "out of memory");
-		return -1;
-	}
 	s->rt = rt;
-	if (skmq_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0) {
-		free(s);
-		return -1;
-	}
-	if (dc_mqtt_new(dc_rt_loop(rt), &s->cfg.mqtt, &cbs, s, &s->mqtt, err, sizeof(err)) != 0) {
-		dc_diag_add(diag, "%s: %s",
-			    dc_config_section_where(cfg, "mqtt")
-				    ? dc_config_section_where(cfg, "mqtt")
-				    : "[mqtt]",
-			    err);
-		free(s);
-		return -1;
-	}
 	ev_timer_init(&s->ack_w, ack_timeout, 0.0, 0.0);
 	s->ack_w.data = s;
-	*state = s;
-	return 0;
+	if (skmq_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0)
+		return -1;
+	return dc_mqtt_new_for(cfg, dc_rt_loop(rt), &s->cfg.mqtt, &cbs, s, &s->mqtt, diag);
 }
 
 static int skmq_start(void *state)
@@ -234,30 +196,6 @@ static void skmq_close(void *state)
 	dc_mqtt_free(s->mqtt);
 	free(s->mids);
 	free(s->pending);
-	free(s);
 }
 
-int main(int argc, char **argv)
-{
-	struct dc_sink_ops ops = {
-		.type = "sink-mqtt",
-		.open = skmq_open,
-		.start = skmq_start,
-		.write = skmq_write,
-		.close = skmq_close,
-	};
-	struct dc_cfg_key *keys;
-	size_t n;
-	int rc;
-
-	if (dc_cfg_keys_concat(&keys, &n, dc_mqtt_conn_keys, dc_mqtt_nconn_keys, skmq_keys,
-			       skmq_nkeys, NULL) != 0) {
-		fprintf(stderr, "sink-mqtt: out of memory\n");
-		return 1;
-	}
-	ops.keys = keys;
-	ops.nkeys = n;
-	rc = dc_sink_main(argc, argv, &ops);
-	free(keys);
-	return rc;
-}
+DC_SINK_WORKER("sink-mqtt", skmq, &dc_mqtt_conn_table, &skmq_keys)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "config_keys.h"
 #include "danube/client.h"
 #include "mqtt/client.h"
 
@@ -19,8 +20,7 @@ struct skmq_config {
 	uint64_t ack_timeout_ms;
 };
 
-extern const struct dc_cfg_key skmq_keys[];
-extern const size_t skmq_nkeys;
+extern const struct dc_cfg_table skmq_keys; /* its own sections */
 
 int skmq_config_load(struct skmq_config *c, const struct dc_config *cfg, const char *name,
 		     struct dc_diag *diag);

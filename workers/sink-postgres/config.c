@@ -8,23 +8,25 @@
 #define P "postgres"
 static const char *const modes[] = {"insert", "upsert", NULL};
 
-const struct dc_cfg_key skpg_keys[] = {
+/* clang-format off */
+static const struct dc_cfg_key keys[] = {
 	DC_PG_KEY_CONNINFO,
-	{P, "table", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
-	{P, "mode", DC_CFG_ENUM, "insert", 0, 0, 0, modes, NULL},
-	{P, "key_columns", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "payload_column", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "columns", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "topic_column", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "offset_column", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "attribute_columns", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "exactly_once", DC_CFG_BOOL, "false", 0, 0, 0, NULL, NULL},
-	{P, "offsets_table", DC_CFG_STRING, "danube_connect_offsets", 0, 0, 0, NULL, NULL},
-	{P, "connect_timeout_ms", DC_CFG_DURATION, "10000", 0, 100, 3600000, NULL, NULL},
-	{P, "write_timeout_ms", DC_CFG_DURATION, "60000", 0, 100, 3600000, NULL, NULL},
+	{.section = P, .key = "table", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
+	{.section = P, .key = "mode", .type = DC_CFG_ENUM, .def = "insert", .choices = modes},
+	{.section = P, .key = "key_columns", .type = DC_CFG_STRING},
+	{.section = P, .key = "payload_column", .type = DC_CFG_STRING},
+	{.section = P, .key = "columns", .type = DC_CFG_STRING},
+	{.section = P, .key = "topic_column", .type = DC_CFG_STRING},
+	{.section = P, .key = "offset_column", .type = DC_CFG_STRING},
+	{.section = P, .key = "attribute_columns", .type = DC_CFG_STRING},
+	{.section = P, .key = "exactly_once", .type = DC_CFG_BOOL, .def = "false"},
+	{.section = P, .key = "offsets_table", .type = DC_CFG_STRING, .def = "danube_connect_offsets"},
+	{.section = P, .key = "connect_timeout_ms", .type = DC_CFG_DURATION, .def = "10000", .min = 100, .max = 3600000},
+	{.section = P, .key = "write_timeout_ms", .type = DC_CFG_DURATION, .def = "60000", .min = 100, .max = 3600000},
 	DC_PG_KEYS_RECONNECT("30000"),
 };
-const size_t skpg_nkeys = sizeof(skpg_keys) / sizeof(skpg_keys[0]);
+/* clang-format on */
+const struct dc_cfg_table skpg_keys = DC_CFG_TABLE(keys);
 
 static void free_list(char **l, size_t n)
 {

@@ -58,7 +58,7 @@ struct skpg {
 	struct offset *offs;
 	size_t noffs;
 
-	struct dc_batch *batch; /* being written, or held until the connection is ready */
+	struct dc_batch *batch; /* being written */
 	const struct dn_message **msgs;
 	size_t *todo; /* records to write (exactly_once skips some) */
 	size_t ntodo;
@@ -66,7 +66,6 @@ struct skpg {
 	size_t nstack;
 	struct range cur;
 	bool in_flight;
-	bool held;           /* received, not begun: waiting for the connection */
 	bool resume_checked; /* the first batch was compared with the stored offsets */
 	size_t cap;
 	struct dc_buf json, offsets_json;
@@ -75,20 +74,11 @@ struct skpg {
 static void next_range(struct skpg *s);
 static void setup_next(struct skpg *s);
 
-static void set_result(struct dc_sink_record *r, enum dc_write_result res, const char *type,
-		       const char *why)
-{
-	r->result = res;
-	r->error_type = type;
-	snprintf(r->error, sizeof(r->error), "%s", why);
-}
-
 static void finish(struct skpg *s)
 {
 	struct dc_batch *b = s->batch;
 
 	s->batch = NULL;
-	s->held = false;
 	s->in_flight = false;
 	s->nstack = 0;
 	dc_rt_write_done(s->rt, b);
@@ -103,7 +93,8 @@ static void retry_rest(struct skpg *s, const char *why)
 		const struct range *r = k < s->nstack ? &s->stack[k] : &all[0];
 
 		for (size_t i = r->lo; i < r->hi; i++)
-			set_result(&s->batch->records[s->todo[i]], DC_WRITE_RETRY, "external", why);
+			dc_rt_set_result(&s->batch->records[s->todo[i]], DC_WRITE_RETRY, "external",
+					 "%s", why);
 	}
 	finish(s);
 }
@@ -207,8 +198,8 @@ static void on_written(void *arg, const PGresult *res, const char *why)
 		size_t lo = s->cur.lo, hi = s->cur.hi, mid = lo + (hi - lo) / 2;
 
 		if (hi - lo == 1) {
-			set_result(&s->batch->records[s->todo[lo]], DC_WRITE_FATAL, "invalid_data",
-				   err);
+			dc_rt_set_result(&s->batch->records[s->todo[lo]], DC_WRITE_FATAL,
+					 "invalid_data", "%s", err);
 		} else {
 			/* Halves in their own transactions, the earlier one first (on top). */
 			dc_log_debug("bisecting %zu records: %s", hi - lo, err);
@@ -392,13 +383,11 @@ static void begin(struct skpg *s)
 	struct dc_batch *b = s->batch;
 	size_t skipped = 0;
 
-	s->held = false;
 	s->ntodo = 0;
 	for (size_t i = 0; i < s->noffs; i++)
 		s->offs[i].has_seen = false;
 	for (size_t i = 0; i < b->n; i++) {
 		const struct dn_message *m = s->msgs[i];
-		char why[128];
 		size_t bad;
 
 		if (s->cfg.exactly_once && !s->resume_checked && s->cfg.single_consumer)
@@ -409,9 +398,8 @@ static void begin(struct skpg *s)
 		}
 		/* Not UTF-8 is not JSON: refused here, never altered into something that parses. */
 		if (!dc_utf8_valid(m->payload, m->payload_len, &bad)) {
-			snprintf(why, sizeof(why),
-				 "payload is not valid UTF-8 (byte %zu), so not JSON", bad);
-			set_result(&b->records[i], DC_WRITE_FATAL, "invalid_data", why);
+			dc_rt_set_result(&b->records[i], DC_WRITE_FATAL, "invalid_data",
+					 "payload is not valid UTF-8 (byte %zu), so not JSON", bad);
 			continue;
 		}
 		s->todo[s->ntodo++] = i;
@@ -434,20 +422,14 @@ static void skpg_write(void *state, struct dc_batch *b)
 	struct skpg *s = state;
 
 	if (!grow(s, b->n)) {
-		for (size_t i = 0; i < b->n; i++)
-			set_result(&b->records[i], DC_WRITE_RETRY, "external", "out of memory");
-		dc_rt_write_done(s->rt, b);
+		dc_rt_retry_all(s->rt, b, "out of memory");
 		return;
 	}
+	/* The runtime writes only while PostgreSQL is ready (dc_rt_external_up). */
 	s->batch = b;
-	for (size_t i = 0; i < b->n; i++) {
-		set_result(&b->records[i], DC_WRITE_OK, NULL, "");
+	for (size_t i = 0; i < b->n; i++)
 		s->msgs[i] = b->records[i].msg;
-	}
-	/* Nothing is acknowledged while PostgreSQL is away: held until it is back. */
-	s->held = true;
-	if (s->ready)
-		begin(s);
+	begin(s);
 }
 
 /* ------------------------------------------------------------------ setup */
@@ -589,8 +571,6 @@ static void setup_next(struct skpg *s)
 		dc_log_info("postgres: ready to write into %s", s->cfg.table);
 		dc_pg_conn_usable(s->conn);
 		dc_rt_external_up(s->rt);
-		if (s->batch && s->held)
-			begin(s);
 		return;
 	}
 	if (!sql && s->step != SETUP_COLUMNS)
@@ -610,17 +590,18 @@ static void on_up(void *arg)
 static void on_down(void *arg, const char *why)
 {
 	struct skpg *s = arg;
-	char reason[600];
 
 	s->ready = false;
-	snprintf(reason, sizeof(reason), "PostgreSQL: %s", why);
-	dc_rt_external_down(s->rt, reason);
+	dc_rt_external_down(s->rt, "PostgreSQL: %s", why);
 }
 
 /* --------------------------------------------------------------- vtable */
 
-static void skpg_free(struct skpg *s)
+static void skpg_close(void *state)
 {
+	struct skpg *s = state;
+
+	/* A batch still here is the runtime's to free, unacknowledged. */
 	dc_pg_conn_free(s->conn);
 	skpg_config_free(&s->cfg);
 	free_columns(s);
@@ -630,30 +611,22 @@ static void skpg_free(struct skpg *s)
 	free(s->stack);
 	dc_buf_free(&s->json);
 	dc_buf_free(&s->offsets_json);
-	free(s);
 }
 
-static int skpg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int skpg_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		     struct dc_diag *diag)
 {
 	static const struct dc_pg_conn_cbs cbs = {.on_up = on_up, .on_down = on_down};
-	struct skpg *s = calloc(1, sizeof(*s));
+	struct skpg *s = state;
 
-	if (!s) {
-		dc_diag_add(diag, "out of memory");
-		return -1;
-	}
 	s->rt = rt;
-	if (skpg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0) {
-		free(s);
+	if (skpg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0)
 		return -1;
-	}
 	if (dc_pg_conn_new(dc_rt_loop(rt), &s->cfg.pg, &cbs, s, &s->conn) != 0) {
 		dc_diag_add(diag, "out of memory");
-		skpg_free(s);
+		skpg_close(s);
 		return -1;
 	}
-	*state = s;
 	return 0;
 }
 
@@ -670,23 +643,4 @@ static int skpg_start(void *state)
 	return 0;
 }
 
-static void skpg_close(void *state)
-{
-	/* A batch still here is the runtime's to free, unacknowledged. */
-	skpg_free(state);
-}
-
-int main(int argc, char **argv)
-{
-	struct dc_sink_ops ops = {
-		.type = "sink-postgres",
-		.keys = skpg_keys,
-		.nkeys = skpg_nkeys,
-		.open = skpg_open,
-		.start = skpg_start,
-		.write = skpg_write,
-		.close = skpg_close,
-	};
-
-	return dc_sink_main(argc, argv, &ops);
-}
+DC_SINK_WORKER("sink-postgres", skpg, &skpg_keys)

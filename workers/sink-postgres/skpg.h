@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "config_keys.h"
 #include "danube/client.h"
 #include "pg/conn.h"
 #include "strbuf.h"
@@ -38,8 +39,7 @@ struct skpg_config {
 	bool single_consumer; /* exclusive or failover: this worker sees every offset */
 };
 
-extern const struct dc_cfg_key skpg_keys[];
-extern const size_t skpg_nkeys;
+extern const struct dc_cfg_table skpg_keys; /* its own sections */
 
 /* Reads and checks [postgres] (no I/O); problems go to diag as FILE:LINE lines. 0 or -1. */
 int skpg_config_load(struct skpg_config *c, const struct dc_config *cfg, const char *name,

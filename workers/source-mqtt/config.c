@@ -9,12 +9,14 @@
 #include "smq.h"
 
 #define R "route"
-const struct dc_cfg_key smq_keys[] = {
-	{R, "mqtt_topic", DC_CFG_STRING, NULL, DC_CFG_REQUIRED | DC_CFG_MULTI, 0, 0, NULL, NULL},
-	{R, "qos", DC_CFG_INT, "1", DC_CFG_MULTI, 0, 2, NULL, NULL},
-	{R, "danube_topic", DC_CFG_STRING, NULL, DC_CFG_MULTI, 0, 0, NULL, NULL},
+/* clang-format off */
+static const struct dc_cfg_key keys[] = {
+	{.section = R, .key = "mqtt_topic", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED | DC_CFG_MULTI},
+	{.section = R, .key = "qos", .type = DC_CFG_INT, .def = "1", .flags = DC_CFG_MULTI, .max = 2},
+	{.section = R, .key = "danube_topic", .type = DC_CFG_STRING, .flags = DC_CFG_MULTI},
 };
-const size_t smq_nkeys = sizeof(smq_keys) / sizeof(smq_keys[0]);
+/* clang-format on */
+const struct dc_cfg_table smq_keys = DC_CFG_TABLE(keys);
 
 int smq_config_load(struct smq_config *c, const struct dc_config *cfg, const char *name,
 		    struct dc_diag *diag)

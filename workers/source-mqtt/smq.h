@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "config_keys.h"
 #include "mqtt/client.h"
 
 struct smq_route {
@@ -21,8 +22,7 @@ struct smq_config {
 	size_t nroutes;
 };
 
-extern const struct dc_cfg_key smq_keys[];
-extern const size_t smq_nkeys;
+extern const struct dc_cfg_table smq_keys; /* its own sections */
 
 /* Reads and checks everything; problems go to diag. Returns 0 or -1. */
 int smq_config_load(struct smq_config *c, const struct dc_config *cfg, const char *name,

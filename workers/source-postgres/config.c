@@ -8,18 +8,20 @@
 #include "spg.h"
 
 #define P "postgres"
-const struct dc_cfg_key spg_keys[] = {
+/* clang-format off */
+static const struct dc_cfg_key keys[] = {
 	DC_PG_KEY_CONNINFO,
-	{P, "publication", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "slot", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{P, "tables", DC_CFG_STRING, "", 0, 0, 0, NULL, NULL},
-	{P, "topic_template", DC_CFG_STRING, "/default/{schema}-{table}", 0, 0, 0, NULL, NULL},
-	{P, "create_publication", DC_CFG_BOOL, "true", 0, 0, 0, NULL, NULL},
-	{P, "create_slot", DC_CFG_BOOL, "true", 0, 0, 0, NULL, NULL},
-	{P, "status_interval_ms", DC_CFG_DURATION, "1000", 0, 10, 600000, NULL, NULL},
+	{.section = P, .key = "publication", .type = DC_CFG_STRING},
+	{.section = P, .key = "slot", .type = DC_CFG_STRING},
+	{.section = P, .key = "tables", .type = DC_CFG_STRING, .def = ""},
+	{.section = P, .key = "topic_template", .type = DC_CFG_STRING, .def = "/default/{schema}-{table}"},
+	{.section = P, .key = "create_publication", .type = DC_CFG_BOOL, .def = "true"},
+	{.section = P, .key = "create_slot", .type = DC_CFG_BOOL, .def = "true"},
+	{.section = P, .key = "status_interval_ms", .type = DC_CFG_DURATION, .def = "1000", .min = 10, .max = 600000},
 	DC_PG_KEYS_RECONNECT("10000"),
 };
-const size_t spg_nkeys = sizeof(spg_keys) / sizeof(spg_keys[0]);
+/* clang-format on */
+const struct dc_cfg_table spg_keys = DC_CFG_TABLE(keys);
 
 /* Slot and publication names: what PostgreSQL accepts for a slot, so both need no quoting. */
 static bool simple_name(const char *s)

@@ -33,14 +33,6 @@ enum phase {
 
 enum step { ST_PUB_CHECK, ST_PUB_CREATE, ST_SLOT_CHECK, ST_SLOT_CREATE };
 
-/* A record the runtime could not take yet (its queue is full). */
-struct held {
-	char *json, *topic, *key, *table;
-	size_t len;
-	const char *op;
-	char lsn[24];
-};
-
 struct spg {
 	struct dc_rt *rt;
 	struct ev_loop *loop;
@@ -55,8 +47,6 @@ struct spg {
 	uint64_t reported; /* flush LSN last sent to PostgreSQL */
 	struct spg_txn txn;
 	bool in_txn, paused, stopped;
-	struct held *held;
-	size_t nheld, capheld, held_next;
 	struct dc_buf json, key, topic, table;
 	uint64_t events; /* row events submitted since start, for logs */
 };
@@ -89,21 +79,6 @@ static uint64_t get64(const uint8_t *p)
 	return v;
 }
 
-static void held_free(struct held *h)
-{
-	free(h->json);
-	free(h->topic);
-	free(h->key);
-	free(h->table);
-}
-
-static void held_clear(struct spg *s)
-{
-	for (size_t i = s->held_next; i < s->nheld; i++)
-		held_free(&s->held[i]);
-	s->nheld = s->held_next = 0;
-}
-
 /* ------------------------------------------------------------ connection loss */
 
 /* Drops the connection and tries again after a backoff; PostgreSQL resends from the slot. */
@@ -122,9 +97,8 @@ static void on_down(void *arg, const char *why)
 	if (s->phase == PH_STREAMING || s->phase == PH_START)
 		dc_log_warn("source-postgres: connection to PostgreSQL lost: %s", why);
 	dc_rt_report_error(s->rt, NULL, "external", "%s", reason);
-	dc_rt_external_down(s->rt, reason);
+	dc_rt_external_down(s->rt, "%s", reason);
 	ev_idle_stop(s->loop, &s->kick);
-	held_clear(s);
 	s->in_txn = false;
 	/* A new walsender announces every relation again. */
 	spg_decoder_free(&s->dec);
@@ -173,7 +147,11 @@ static void on_status_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ------------------------------------------------------------- records */
 
-/* Hands one event to the runtime: 0, -EAGAIN (full: hold it), or another error. */
+/*
+ * Hands one event to the runtime (which takes it even when full, pausing
+ * us): 0 or an error. -EPIPE (shutting down) is one too: its transaction
+ * must not be confirmed, so PostgreSQL sends it again next time.
+ */
 static int submit(struct spg *s, const char *json, size_t len, const char *topic, const char *key,
 		  const char *table, const char *op, const char *lsn)
 {
@@ -201,61 +179,11 @@ static int submit(struct spg *s, const char *json, size_t len, const char *topic
 	return rc;
 }
 
-static int hold(struct spg *s, const char *op, const char *lsn)
-{
-	struct held *h;
-
-	if (s->nheld == s->capheld) {
-		size_t cap = s->capheld ? s->capheld * 2 : 8;
-		struct held *n = realloc(s->held, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		s->held = n;
-		s->capheld = cap;
-	}
-	h = &s->held[s->nheld];
-	memset(h, 0, sizeof(*h));
-	h->json = strndup(s->json.p, s->json.len);
-	h->topic = strdup(s->topic.p);
-	h->key = strdup(s->key.p);
-	h->table = strdup(s->table.p);
-	h->len = s->json.len;
-	h->op = op;
-	snprintf(h->lsn, sizeof(h->lsn), "%s", lsn);
-	if (!h->json || !h->topic || !h->key || !h->table) {
-		held_free(h);
-		return -ENOMEM;
-	}
-	s->nheld++;
-	return 0;
-}
-
-/*
- * Offers held records in order. Returns 0 when none is left, -EAGAIN when the
- * runtime is full again, another error when a record cannot be handed over.
- */
-static int flush_held(struct spg *s)
-{
-	while (s->held_next < s->nheld) {
-		struct held *h = &s->held[s->held_next];
-		int rc = submit(s, h->json, h->len, h->topic, h->key, h->table, h->op, h->lsn);
-
-		if (rc != 0)
-			return rc;
-		held_free(h);
-		s->held_next++;
-	}
-	s->nheld = s->held_next = 0;
-	return 0;
-}
-
-/* One row event of relation rel: built, then submitted or held. 0 or an error. */
+/* One row event of relation rel: built, then submitted. 0 or an error. */
 static int emit(struct spg *s, const struct spg_relation *rel, const char *op,
 		const struct spg_msg *m)
 {
 	char lsn[24];
-	int rc;
 
 	if (!s->in_txn)
 		return -EPROTO;
@@ -267,16 +195,7 @@ static int emit(struct spg *s, const struct spg_relation *rel, const char *op,
 	if (spg_event_build(rel, op, m, &s->txn, &s->json, &s->key) != 0 ||
 	    spg_topic_for(s->cfg.topic_template, rel, &s->topic) != 0 || s->table.oom)
 		return -ENOMEM;
-	if (s->nheld == 0) {
-		rc = submit(s, s->json.p, s->json.len, s->topic.p, s->key.p, s->table.p, op, lsn);
-		/*
-		 * -EPIPE (shutting down) is an error too: its transaction must
-		 * not be confirmed, so PostgreSQL sends it again next time.
-		 */
-		if (rc != -EAGAIN)
-			return rc;
-	}
-	return hold(s, op, lsn);
+	return submit(s, s->json.p, s->json.len, s->topic.p, s->key.p, s->table.p, op, lsn);
 }
 
 static int on_message(struct spg *s, const struct spg_msg *m)
@@ -334,8 +253,7 @@ static int on_copy(struct spg *s, const uint8_t *buf, size_t len, char *why, siz
 		 * nothing more for us (changes to other tables, empty
 		 * transactions): confirmable once what came before is acked.
 		 */
-		if (!s->in_txn && s->nheld == 0 &&
-		    spg_position_mark(&s->pos, get64(buf + 1)) != 0) {
+		if (!s->in_txn && spg_position_mark(&s->pos, get64(buf + 1)) != 0) {
 			snprintf(why, whylen, "out of memory");
 			return -ENOMEM;
 		}
@@ -352,7 +270,7 @@ static void drain(struct spg *s)
 	char *buf;
 	int n;
 
-	while (s->phase == PH_STREAMING && !s->paused && s->nheld == 0) {
+	while (s->phase == PH_STREAMING && !s->paused) {
 		n = PQgetCopyData(dc_pg_conn_pg(s->conn), &buf, 1);
 		if (n == 0)
 			return;
@@ -379,25 +297,17 @@ static void drain(struct spg *s)
 		}
 		PQfreemem(buf);
 	}
-	if (s->phase == PH_STREAMING && (s->paused || s->nheld > 0))
+	if (s->phase == PH_STREAMING && s->paused)
 		dc_pg_conn_reading(s->conn, false);
 }
 
 static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
 {
 	struct spg *s = w->data;
-	int rc;
 
 	ev_idle_stop(loop, w);
 	if (s->phase != PH_STREAMING || s->paused)
 		return;
-	rc = flush_held(s);
-	if (rc == -EAGAIN)
-		return;
-	if (rc != 0) {
-		lost(s, strerror(-rc));
-		return;
-	}
 	dc_pg_conn_reading(s->conn, true);
 	/* libpq may hold whole messages already: the socket will not say so. */
 	drain(s);
@@ -625,25 +535,18 @@ static void on_readable(void *arg)
 
 /* ------------------------------------------------------------- the vtable */
 
-static int spg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int spg_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		    struct dc_diag *diag)
 {
 	static const struct dc_pg_conn_cbs cbs = {
 		.on_up = on_up, .on_down = on_down, .on_readable = on_readable};
-	struct spg *s = calloc(1, sizeof(*s));
+	struct spg *s = state;
 
-	if (!s) {
-		dc_diag_add(diag, "out of memory");
+	if (spg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0)
 		return -1;
-	}
-	if (spg_config_load(&s->cfg, cfg, dc_rt_name(rt), diag) != 0) {
-		free(s);
-		return -1;
-	}
 	if (dc_pg_conn_new(dc_rt_loop(rt), &s->cfg.pg, &cbs, s, &s->conn) != 0) {
 		dc_diag_add(diag, "out of memory");
 		spg_config_free(&s->cfg);
-		free(s);
 		return -1;
 	}
 	s->rt = rt;
@@ -656,7 +559,6 @@ static int spg_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
 	s->status_timer.data = s;
 	ev_idle_init(&s->kick, on_kick);
 	s->kick.data = s;
-	*state = s;
 	return 0;
 }
 
@@ -705,11 +607,6 @@ static void spg_stop(void *state)
 {
 	struct spg *s = state;
 
-	/* The runtime takes held records inside stop(); what it refuses is resent later. */
-	s->paused = false;
-	if (s->phase == PH_STREAMING && s->nheld > 0 && flush_held(s) != 0)
-		dc_log_warn("source-postgres: records held at shutdown are left to the slot");
-	held_clear(s);
 	s->stopped = true;
 	s->paused = true;
 	ev_idle_stop(s->loop, &s->kick);
@@ -734,8 +631,6 @@ static void spg_close(void *state)
 	dc_pg_conn_free(s->conn);
 	ev_timer_stop(s->loop, &s->status_timer);
 	ev_idle_stop(s->loop, &s->kick);
-	held_clear(s);
-	free(s->held);
 	spg_decoder_free(&s->dec);
 	spg_position_free(&s->pos);
 	dc_buf_free(&s->json);
@@ -743,23 +638,6 @@ static void spg_close(void *state)
 	dc_buf_free(&s->topic);
 	dc_buf_free(&s->table);
 	spg_config_free(&s->cfg);
-	free(s);
 }
 
-int main(int argc, char **argv)
-{
-	struct dc_source_ops ops = {
-		.type = "source-postgres",
-		.keys = spg_keys,
-		.nkeys = spg_nkeys,
-		.open = spg_open,
-		.start = spg_start,
-		.pause = spg_pause,
-		.resume = spg_resume,
-		.committed = spg_committed,
-		.stop = spg_stop,
-		.close = spg_close,
-	};
-
-	return dc_source_main(argc, argv, &ops);
-}
+DC_SOURCE_WORKER("source-postgres", spg, &spg_keys)

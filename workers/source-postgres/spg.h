@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "config_keys.h"
 #include "pg/conn.h"
 
 struct spg_config {
@@ -19,8 +20,7 @@ struct spg_config {
 	uint64_t status_interval_ms;
 };
 
-extern const struct dc_cfg_key spg_keys[];
-extern const size_t spg_nkeys;
+extern const struct dc_cfg_table spg_keys; /* its own sections */
 
 /* Reads and checks [postgres]; problems go to diag as FILE:LINE. Returns 0 or -1. */
 int spg_config_load(struct spg_config *c, const struct dc_config *cfg, const char *name,

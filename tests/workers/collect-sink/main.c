@@ -8,9 +8,10 @@
  *
  * [collect] keys: out_file (required), fatal_contains (default "poison"),
  * retry_contains (default "retry-forever"), retry_first (default 0),
- * delay_ms (default 0), down_contains (default "target-down": while such a
- * record is retried the sink reports its target down, RETRY; it is written
- * on the attempt after down_attempts (default 2), and the target is up again).
+ * delay_ms (default 0), down_contains (default "target-down": on its first
+ * attempt such a record is RETRY and the sink reports its target down for
+ * down_ms (default 500), then up; it is written on the next attempt). A
+ * write while the target is down logs "collect: written while down".
  */
 #include <ev.h>
 #include <stdio.h>
@@ -20,23 +21,26 @@
 #include "log.h"
 #include "runtime/connector.h"
 
+/* clang-format off */
 static const struct dc_cfg_key collect_keys[] = {
-	{"collect", "out_file", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
-	{"collect", "fatal_contains", DC_CFG_STRING, "poison", 0, 0, 0, NULL, NULL},
-	{"collect", "retry_contains", DC_CFG_STRING, "retry-forever", 0, 0, 0, NULL, NULL},
-	{"collect", "retry_first", DC_CFG_INT, "0", 0, 0, 1000, NULL, NULL},
-	{"collect", "delay_ms", DC_CFG_DURATION, "0", 0, 0, 0, NULL, NULL},
-	{"collect", "down_contains", DC_CFG_STRING, "target-down", 0, 0, 0, NULL, NULL},
-	{"collect", "down_attempts", DC_CFG_INT, "2", 0, 0, 1000, NULL, NULL},
+	{.section = "collect", .key = "out_file", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
+	{.section = "collect", .key = "fatal_contains", .type = DC_CFG_STRING, .def = "poison"},
+	{.section = "collect", .key = "retry_contains", .type = DC_CFG_STRING, .def = "retry-forever"},
+	{.section = "collect", .key = "retry_first", .type = DC_CFG_INT, .def = "0", .max = 1000},
+	{.section = "collect", .key = "delay_ms", .type = DC_CFG_DURATION, .def = "0"},
+	{.section = "collect", .key = "down_contains", .type = DC_CFG_STRING, .def = "target-down"},
+	{.section = "collect", .key = "down_ms", .type = DC_CFG_DURATION, .def = "500"},
 };
+/* clang-format on */
+static const struct dc_cfg_table collect_table = DC_CFG_TABLE(collect_keys);
 
 struct collect {
 	struct dc_rt *rt;
 	FILE *out;
 	const char *path, *fatal, *retry, *down;
-	int64_t retry_first, delay_ms, down_attempts;
+	int64_t retry_first, delay_ms, down_ms;
 	bool is_down;
-	ev_timer delay_w;
+	ev_timer delay_w, up_w;
 	struct dc_batch *batch;
 };
 
@@ -45,44 +49,46 @@ static bool contains(const struct dn_message *m, const char *needle)
 	return needle && *needle && memmem(m->payload, m->payload_len, needle, strlen(needle));
 }
 
+static void on_up(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct collect *c = w->data;
+
+	c->is_down = false;
+	dc_log_info("collect: target up");
+	dc_rt_external_up(c->rt);
+}
+
 static void finish(struct collect *c, struct dc_batch *b)
 {
 	bool down = false;
-	size_t i;
 
-	for (i = 0; i < b->n; i++) {
+	for (size_t i = 0; i < b->n; i++) {
 		struct dc_sink_record *r = &b->records[i];
+		const struct dn_message *m = r->msg;
 
-		if (contains(r->msg, c->down) && b->attempt < (unsigned)c->down_attempts) {
+		if (contains(m, c->down) && b->attempt == 0) {
 			down = true;
-			r->result = DC_WRITE_RETRY;
-			r->error_type = "external";
-			snprintf(r->error, sizeof(r->error), "target down");
-		} else if (contains(r->msg, c->fatal)) {
-			r->result = DC_WRITE_FATAL;
-			r->error_type = "invalid_data";
-			snprintf(r->error, sizeof(r->error), "payload contains \"%s\"", c->fatal);
-		} else if (contains(r->msg, c->retry) || b->attempt < (unsigned)c->retry_first) {
-			r->result = DC_WRITE_RETRY;
-			r->error_type = "external";
-			snprintf(r->error, sizeof(r->error), "retry on attempt %u", b->attempt);
-		} else if (fwrite(r->msg->payload, 1, r->msg->payload_len, c->out) !=
-				   r->msg->payload_len ||
+			dc_rt_set_result(r, DC_WRITE_RETRY, "external", "target down");
+		} else if (contains(m, c->fatal)) {
+			dc_rt_set_result(r, DC_WRITE_FATAL, "invalid_data",
+					 "payload contains \"%s\"", c->fatal);
+		} else if (contains(m, c->retry) || b->attempt < (unsigned)c->retry_first) {
+			dc_rt_set_result(r, DC_WRITE_RETRY, "external", "retry on attempt %u",
+					 b->attempt);
+		} else if (fwrite(m->payload, 1, m->payload_len, c->out) != m->payload_len ||
 			   fputc('\n', c->out) == EOF) {
-			r->result = DC_WRITE_RETRY;
-			r->error_type = "external";
-			snprintf(r->error, sizeof(r->error), "writing %s failed", c->path);
-		} else {
-			r->result = DC_WRITE_OK;
+			dc_rt_set_result(r, DC_WRITE_RETRY, "external", "writing %s failed",
+					 c->path);
 		}
 	}
 	if (fflush(c->out) != 0)
 		dc_log_warn("collect: flushing %s failed", c->path);
-	if (down && !c->is_down)
+	if (down) {
+		c->is_down = true;
 		dc_rt_external_down(c->rt, "collect: target down");
-	else if (!down && c->is_down)
-		dc_rt_external_up(c->rt);
-	c->is_down = down;
+		ev_timer_set(&c->up_w, (double)c->down_ms / 1000.0, 0.);
+		ev_timer_start(dc_rt_loop(c->rt), &c->up_w);
+	}
 	dc_rt_write_done(c->rt, b);
 }
 
@@ -100,6 +106,8 @@ static void collect_write(void *state, struct dc_batch *b)
 	struct collect *c = state;
 
 	dc_log_info("collect batch %zu attempt %u", b->n, b->attempt);
+	if (c->is_down)
+		dc_log_error("collect: written while down");
 	if (c->delay_ms <= 0) {
 		finish(c, b);
 		return;
@@ -109,13 +117,11 @@ static void collect_write(void *state, struct dc_batch *b)
 	ev_timer_start(dc_rt_loop(c->rt), &c->delay_w);
 }
 
-static int collect_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int collect_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 			struct dc_diag *diag)
 {
-	struct collect *c = calloc(1, sizeof(*c));
+	struct collect *c = state;
 
-	if (!c)
-		return -1;
 	c->rt = rt;
 	c->path = dc_config_str(cfg, "collect", "out_file");
 	c->fatal = dc_config_str(cfg, "collect", "fatal_contains");
@@ -123,10 +129,11 @@ static int collect_open(struct dc_rt *rt, const struct dc_config *cfg, void **st
 	c->retry_first = dc_config_int(cfg, "collect", "retry_first");
 	c->delay_ms = dc_config_int(cfg, "collect", "delay_ms");
 	c->down = dc_config_str(cfg, "collect", "down_contains");
-	c->down_attempts = dc_config_int(cfg, "collect", "down_attempts");
+	c->down_ms = dc_config_int(cfg, "collect", "down_ms");
 	ev_timer_init(&c->delay_w, on_delay, 0., 0.);
 	c->delay_w.data = c;
-	*state = c;
+	ev_timer_init(&c->up_w, on_up, 0., 0.);
+	c->up_w.data = c;
 	if (c->path[0] != '/') {
 		dc_diag_add(diag, "%s: out_file must be an absolute path",
 			    dc_config_where(cfg, "collect", "out_file"));
@@ -152,24 +159,11 @@ static void collect_close(void *state)
 {
 	struct collect *c = state;
 
-	if (ev_is_active(&c->delay_w))
-		ev_timer_stop(dc_rt_loop(c->rt), &c->delay_w);
+	/* A no-op on a watcher never started (--check opens and closes only). */
+	ev_timer_stop(dc_rt_loop(c->rt), &c->delay_w);
+	ev_timer_stop(dc_rt_loop(c->rt), &c->up_w);
 	if (c->out)
 		fclose(c->out);
-	free(c);
 }
 
-static const struct dc_sink_ops collect_ops = {
-	.type = "collect-sink",
-	.keys = collect_keys,
-	.nkeys = sizeof(collect_keys) / sizeof(collect_keys[0]),
-	.open = collect_open,
-	.start = collect_start,
-	.write = collect_write,
-	.close = collect_close,
-};
-
-int main(int argc, char **argv)
-{
-	return dc_sink_main(argc, argv, &collect_ops);
-}
+DC_SINK_WORKER("collect-sink", collect, &collect_table)

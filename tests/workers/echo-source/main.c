@@ -6,9 +6,9 @@
  *
  * [echo] keys: count (default 10), prefix (default "rec"), topic (default:
  * [danube] topic), routing_key (none by default), big_seq (record I gets a
- * 5 MiB payload, more than Danube takes; 0 = none).
+ * 5 MiB payload, more than Danube takes; 0 = none), ignore_pause (keep
+ * submitting while paused, as a source with data already in hand does).
  */
-#include <errno.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +17,17 @@
 #include "log.h"
 #include "runtime/connector.h"
 
+/* clang-format off */
 static const struct dc_cfg_key echo_keys[] = {
-	{"echo", "count", DC_CFG_INT, "10", 0, 0, 100000000, NULL, NULL},
-	{"echo", "prefix", DC_CFG_STRING, "rec", 0, 0, 0, NULL, NULL},
-	{"echo", "topic", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{"echo", "routing_key", DC_CFG_STRING, NULL, 0, 0, 0, NULL, NULL},
-	{"echo", "big_seq", DC_CFG_INT, "0", 0, 0, 100000000, NULL, NULL},
+	{.section = "echo", .key = "count", .type = DC_CFG_INT, .def = "10", .max = 100000000},
+	{.section = "echo", .key = "prefix", .type = DC_CFG_STRING, .def = "rec"},
+	{.section = "echo", .key = "topic", .type = DC_CFG_STRING},
+	{.section = "echo", .key = "routing_key", .type = DC_CFG_STRING},
+	{.section = "echo", .key = "big_seq", .type = DC_CFG_INT, .def = "0", .max = 100000000},
+	{.section = "echo", .key = "ignore_pause", .type = DC_CFG_BOOL, .def = "false"},
 };
+/* clang-format on */
+static const struct dc_cfg_table echo_table = DC_CFG_TABLE(echo_keys);
 
 #define BIG_LEN (5u << 20)
 
@@ -33,7 +37,7 @@ struct echo {
 	int64_t count, next, big_seq;
 	char *big;
 	const char *prefix, *topic, *routing_key;
-	bool paused;
+	bool paused, ignore_pause;
 };
 
 static void emit(struct ev_loop *loop, ev_idle *w, int revents)
@@ -45,7 +49,7 @@ static void emit(struct ev_loop *loop, ev_idle *w, int revents)
 	int rc;
 
 	/* A bounded burst per loop pass keeps the loop serving I/O. */
-	for (int i = 0; i < 100 && e->next <= e->count && !e->paused; i++) {
+	for (int i = 0; i < 100 && e->next <= e->count && (!e->paused || e->ignore_pause); i++) {
 		snprintf(payload, sizeof(payload), "%s-%lld", e->prefix, (long long)e->next);
 		snprintf(seq, sizeof(seq), "%lld", (long long)e->next);
 		r.payload = payload;
@@ -60,8 +64,6 @@ static void emit(struct ev_loop *loop, ev_idle *w, int revents)
 		r.routing_key = e->routing_key;
 		r.token = (uint64_t)e->next;
 		rc = dc_rt_submit(e->rt, &r);
-		if (rc == -EAGAIN)
-			return; /* paused: offered again after resume */
 		if (rc != 0) {
 			dc_log_error("echo: submit failed: %s", strerror(-rc));
 			ev_idle_stop(loop, w);
@@ -69,17 +71,15 @@ static void emit(struct ev_loop *loop, ev_idle *w, int revents)
 		}
 		e->next++;
 	}
-	if (e->next > e->count || e->paused)
+	if (e->next > e->count || (e->paused && !e->ignore_pause))
 		ev_idle_stop(loop, w);
 }
 
-static int echo_open(struct dc_rt *rt, const struct dc_config *cfg, void **state,
+static int echo_open(struct dc_rt *rt, const struct dc_config *cfg, void *state,
 		     struct dc_diag *diag)
 {
-	struct echo *e = calloc(1, sizeof(*e));
+	struct echo *e = state;
 
-	if (!e)
-		return -1;
 	e->rt = rt;
 	e->count = dc_config_int(cfg, "echo", "count");
 	e->prefix = dc_config_str(cfg, "echo", "prefix");
@@ -87,21 +87,15 @@ static int echo_open(struct dc_rt *rt, const struct dc_config *cfg, void **state
 	e->routing_key = dc_config_str(cfg, "echo", "routing_key");
 	e->next = 1;
 	e->big_seq = dc_config_int(cfg, "echo", "big_seq");
-	if (e->big_seq > 0 && !(e->big = calloc(1, BIG_LEN))) {
-		free(e);
-		return -1;
-	}
+	e->ignore_pause = dc_config_bool(cfg, "echo", "ignore_pause");
 	if (strchr(e->prefix, '\n')) {
 		dc_diag_add(diag, "%s: prefix must not contain a newline",
 			    dc_config_where(cfg, "echo", "prefix"));
-		free(e->big);
-		free(e);
 		return -1;
 	}
 	ev_idle_init(&e->emit_w, emit);
 	e->emit_w.data = e;
-	*state = e;
-	return 0;
+	return e->big_seq > 0 && !(e->big = calloc(1, BIG_LEN)) ? -1 : 0;
 }
 
 static int echo_start(void *state)
@@ -148,27 +142,9 @@ static void echo_close(void *state)
 {
 	struct echo *e = state;
 
-	/* --check opens and closes without a loop running. */
-	if (ev_is_active(&e->emit_w))
-		ev_idle_stop(dc_rt_loop(e->rt), &e->emit_w);
+	/* A no-op on a watcher never started (--check opens and closes only). */
+	ev_idle_stop(dc_rt_loop(e->rt), &e->emit_w);
 	free(e->big);
-	free(e);
 }
 
-static const struct dc_source_ops echo_ops = {
-	.type = "echo-source",
-	.keys = echo_keys,
-	.nkeys = sizeof(echo_keys) / sizeof(echo_keys[0]),
-	.open = echo_open,
-	.start = echo_start,
-	.pause = echo_pause,
-	.resume = echo_resume,
-	.committed = echo_committed,
-	.stop = echo_stop,
-	.close = echo_close,
-};
-
-int main(int argc, char **argv)
-{
-	return dc_source_main(argc, argv, &echo_ops);
-}
+DC_SOURCE_WORKER("echo-source", echo, &echo_table)

@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "ipc/ipc.h"
+#include "runtime/metrics.h"
 #include "log.h"
 
 struct topic_spec {
@@ -379,9 +380,9 @@ static int register_topics(void)
 {
 	for (size_t i = 0; i < O.ntopics; i++) {
 		const struct topic_spec *s = &O.topics[i];
-		struct dc_ipc_topic *t = dc_ipc_topic(s->name);
+		struct dc_metrics_topic *t = dc_metrics_topic(s->name);
 
-		if (!t || (s->v[2] && dc_ipc_count_failed(t, "external", s->v[2]) < 0))
+		if (!t || (s->v[2] && dc_metrics_count_failed(t, "external", s->v[2]) < 0))
 			return -1;
 		t->received = s->v[0];
 		t->processed = s->v[1];
@@ -392,7 +393,7 @@ static int register_topics(void)
 		t->duration.count = s->v[1];
 		t->duration.sum = 0.002 * (double)s->v[1];
 		if (s->v[1])
-			dc_ipc_hist_observe(&t->batch_size, (double)s->v[1]);
+			dc_metrics_observe(&t->batch_size, (double)s->v[1]);
 	}
 	return 0;
 }
@@ -412,13 +413,13 @@ static void on_hang(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_ready(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	dc_ipc_set_state(DC_IPC_READY, NULL);
+	dc_health_set_state(DC_HEALTH_READY, NULL);
 	say(stdout, "ready");
 }
 
 static void on_degraded(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	dc_ipc_set_state(DC_IPC_DEGRADED, "test degraded");
+	dc_health_set_state(DC_HEALTH_DEGRADED, "test degraded");
 	say(stdout, "degraded");
 }
 
@@ -440,7 +441,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 		fflush(stdout);
 		return;
 	}
-	dc_ipc_set_state(DC_IPC_STOPPING, "signal");
+	dc_health_set_state(DC_HEALTH_STOPPING, "signal");
 	say(stdout, "stopping");
 	if (O.stop_delay_ms > 0) {
 		if (!ev_is_active(&drain_t))
@@ -476,18 +477,20 @@ static int run(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	if (dc_ipc_open(&ipc, loop, NULL) < 0)
+	if (dc_ipc_open(&ipc, loop, NULL, dc_health_fill) < 0)
 		return 1;
 	if (O.crash_after_ipc)
 		crash();
 	if (register_topics() < 0) {
 		fprintf(stderr, "testworker %s: out of memory\n", name);
 		dc_ipc_close(ipc);
+		dc_metrics_reset();
 		return 1;
 	}
 	if (O.last_error)
-		dc_ipc_set_error(O.last_error);
-	dc_ipc_set_state(DC_IPC_STARTING, O.never_ready ? "never_ready is set" : "test start");
+		dc_health_set_error(O.last_error);
+	dc_health_set_state(DC_HEALTH_STARTING,
+			    O.never_ready ? "never_ready is set" : "test start");
 	if (!O.never_ready)
 		start_timer(loop, &ready_t, on_ready, O.ready_after_ms);
 	start_timer(loop, &crash_t, on_crash, O.crash_after_ms);
@@ -501,6 +504,7 @@ static int run(void)
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	ev_run(loop, 0);
 	dc_ipc_close(ipc);
+	dc_metrics_reset();
 	ev_loop_destroy(loop);
 	return (int)O.stop_exit;
 }

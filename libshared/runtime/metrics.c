@@ -1,34 +1,36 @@
 /* The worker's health and metrics registry reported over IPC (see health.h). */
-#include "ipc/health.h"
+#include "runtime/metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-struct dc_ipc_error_count {
-	uint64_t count; /* first: dc_ipc_failed_counter hands out its address */
+struct dc_metrics_error_count {
+	uint64_t count; /* first: dc_metrics_failed_counter hands out its address */
 	char *type;
-	struct dc_ipc_error_count *next;
+	struct dc_metrics_error_count *next;
 };
 
-const double dc_ipc_duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-const unsigned dc_ipc_duration_nbounds =
-	sizeof(dc_ipc_duration_bounds) / sizeof(dc_ipc_duration_bounds[0]);
-const double dc_ipc_batch_bounds[] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
-const unsigned dc_ipc_batch_nbounds = sizeof(dc_ipc_batch_bounds) / sizeof(dc_ipc_batch_bounds[0]);
+const double dc_metrics_duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+					     0.5,   1,    2.5,   5,    10};
+const unsigned dc_metrics_duration_nbounds =
+	sizeof(dc_metrics_duration_bounds) / sizeof(dc_metrics_duration_bounds[0]);
+const double dc_metrics_batch_bounds[] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+const unsigned dc_metrics_batch_nbounds =
+	sizeof(dc_metrics_batch_bounds) / sizeof(dc_metrics_batch_bounds[0]);
 
 static struct {
-	enum dc_ipc_state state;
+	enum dc_health_state state;
 	char *reason;
 	char *last_error;
 	/* Pointers, not structs: a topic's address must survive growing the array. */
-	struct dc_ipc_topic **topics;
+	struct dc_metrics_topic **topics;
 	size_t ntopics, cap;
 } R;
 
-struct dc_ipc_topic *dc_ipc_topic(const char *name)
+struct dc_metrics_topic *dc_metrics_topic(const char *name)
 {
-	struct dc_ipc_topic *t;
+	struct dc_metrics_topic *t;
 
 	for (size_t i = 0; i < R.ntopics; i++) {
 		if (strcmp(R.topics[i]->name, name) == 0)
@@ -36,7 +38,7 @@ struct dc_ipc_topic *dc_ipc_topic(const char *name)
 	}
 	if (R.ntopics == R.cap) {
 		size_t cap = R.cap ? R.cap * 2 : 4;
-		struct dc_ipc_topic **v = realloc(R.topics, cap * sizeof(*v));
+		struct dc_metrics_topic **v = realloc(R.topics, cap * sizeof(*v));
 
 		if (!v)
 			return NULL;
@@ -51,17 +53,17 @@ struct dc_ipc_topic *dc_ipc_topic(const char *name)
 		free(t);
 		return NULL;
 	}
-	t->duration.bounds = dc_ipc_duration_bounds;
-	t->duration.nbounds = dc_ipc_duration_nbounds;
-	t->batch_size.bounds = dc_ipc_batch_bounds;
-	t->batch_size.nbounds = dc_ipc_batch_nbounds;
+	t->duration.bounds = dc_metrics_duration_bounds;
+	t->duration.nbounds = dc_metrics_duration_nbounds;
+	t->batch_size.bounds = dc_metrics_batch_bounds;
+	t->batch_size.nbounds = dc_metrics_batch_nbounds;
 	R.topics[R.ntopics++] = t;
 	return t;
 }
 
-uint64_t *dc_ipc_failed_counter(struct dc_ipc_topic *t, const char *error_type)
+uint64_t *dc_metrics_failed_counter(struct dc_metrics_topic *t, const char *error_type)
 {
-	struct dc_ipc_error_count **pp = &t->errors;
+	struct dc_metrics_error_count **pp = &t->errors;
 
 	for (; *pp; pp = &(*pp)->next) {
 		if (strcmp((*pp)->type, error_type) == 0)
@@ -79,9 +81,9 @@ uint64_t *dc_ipc_failed_counter(struct dc_ipc_topic *t, const char *error_type)
 	return &(*pp)->count;
 }
 
-int dc_ipc_count_failed(struct dc_ipc_topic *t, const char *error_type, uint64_t n)
+int dc_metrics_count_failed(struct dc_metrics_topic *t, const char *error_type, uint64_t n)
 {
-	uint64_t *c = dc_ipc_failed_counter(t, error_type);
+	uint64_t *c = dc_metrics_failed_counter(t, error_type);
 
 	if (!c)
 		return -1;
@@ -96,18 +98,18 @@ static void set_text(char **slot, const char *s)
 	*slot = s ? strdup(s) : NULL;
 }
 
-void dc_ipc_set_state(enum dc_ipc_state state, const char *reason)
+void dc_health_set_state(enum dc_health_state state, const char *reason)
 {
 	R.state = state;
 	set_text(&R.reason, reason);
 }
 
-enum dc_ipc_state dc_ipc_get_state(void)
+enum dc_health_state dc_health_get_state(void)
 {
 	return R.state;
 }
 
-void dc_ipc_set_error(const char *text)
+void dc_health_set_error(const char *text)
 {
 	set_text(&R.last_error, text);
 }
@@ -120,7 +122,7 @@ static int copy_text(char **dst, const char *src)
 	return *dst ? 0 : -1;
 }
 
-static int hist_fill(dcctl_Histogram *out, const struct dc_ipc_hist *h)
+static int hist_fill(dcctl_Histogram *out, const struct dc_metrics_hist *h)
 {
 	out->bounds = malloc(h->nbounds * sizeof(*out->bounds));
 	if (!out->bounds)
@@ -137,7 +139,7 @@ static int hist_fill(dcctl_Histogram *out, const struct dc_ipc_hist *h)
 	return 0;
 }
 
-static int topic_fill(dcctl_TopicStats *out, const struct dc_ipc_topic *t)
+static int topic_fill(dcctl_TopicStats *out, const struct dc_metrics_topic *t)
 {
 	size_t n = 0;
 
@@ -149,13 +151,13 @@ static int topic_fill(dcctl_TopicStats *out, const struct dc_ipc_topic *t)
 	out->dlq = t->dlq;
 	out->skipped = t->skipped;
 	out->inflight = t->inflight;
-	for (const struct dc_ipc_error_count *e = t->errors; e; e = e->next)
+	for (const struct dc_metrics_error_count *e = t->errors; e; e = e->next)
 		n++;
 	if (n) {
 		out->failed = calloc(n, sizeof(*out->failed));
 		if (!out->failed)
 			return -1;
-		for (const struct dc_ipc_error_count *e = t->errors; e; e = e->next) {
+		for (const struct dc_metrics_error_count *e = t->errors; e; e = e->next) {
 			dcctl_ErrorCount *c = &out->failed[out->failed_count++];
 
 			c->count = e->count;
@@ -170,7 +172,7 @@ static int topic_fill(dcctl_TopicStats *out, const struct dc_ipc_topic *t)
 	return hist_fill(&out->batch_size, &t->batch_size);
 }
 
-int dc_ipc_health_fill(dcctl_Health *out)
+int dc_health_fill(dcctl_Health *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->state = (dcctl_HealthState)R.state;
@@ -191,14 +193,14 @@ int dc_ipc_health_fill(dcctl_Health *out)
 	return 0;
 }
 
-void dc_ipc_registry_reset(void)
+void dc_metrics_reset(void)
 {
 	for (size_t i = 0; i < R.ntopics; i++) {
-		struct dc_ipc_topic *t = R.topics[i];
-		struct dc_ipc_error_count *e = t->errors;
+		struct dc_metrics_topic *t = R.topics[i];
+		struct dc_metrics_error_count *e = t->errors;
 
 		while (e) {
-			struct dc_ipc_error_count *next = e->next;
+			struct dc_metrics_error_count *next = e->next;
 
 			free(e->type);
 			free(e);
@@ -211,5 +213,5 @@ void dc_ipc_registry_reset(void)
 	free(R.reason);
 	free(R.last_error);
 	memset(&R, 0, sizeof(R));
-	R.state = DC_IPC_STARTING;
+	R.state = DC_HEALTH_STARTING;
 }
