@@ -147,7 +147,8 @@ $(BUILD)/tests/workers/%: $$(foreach f,$$(wildcard tests/workers/$$*/*.c),$(BUIL
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # ---------------------------------------------------------------- tests
-$(BUILD)/obj/tests/%.o: CFLAGS += -Itests/lib $(CHECK_CFLAGS)
+# -iquote: "mosquitto.h" is the test broker, <mosquitto.h> still libmosquitto.
+$(BUILD)/obj/tests/%.o: CFLAGS += -iquote tests/lib $(CHECK_CFLAGS)
 
 $(TESTLIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRCS))
 	@rm -f $@

@@ -226,7 +226,7 @@ static int finish(struct dc_config *cfg, const struct dc_config_src *src)
 		else
 			continue;
 		if (s->hdr_where == NULL)
-			return -1;
+			return -ENOMEM;
 	}
 	for (size_t i = 0; i < cfg->nkeys; i++) {
 		const char *kind = cfg->keys[i].section;
@@ -239,14 +239,14 @@ static int finish(struct dc_config *cfg, const struct dc_config_src *src)
 			continue;
 		p = realloc(cfg->kinds, (cfg->nkinds + 1) * sizeof(*p));
 		if (p == NULL)
-			return -1;
+			return -ENOMEM;
 		cfg->kinds = p;
 		kl = &cfg->kinds[cfg->nkinds++];
 		kl->kind = kind;
 		kl->n = 0;
 		kl->names = calloc(cfg->nsects + 1, sizeof(*kl->names));
 		if (kl->names == NULL)
-			return -1;
+			return -ENOMEM;
 		for (size_t si = 0; si < cfg->nsects; si++)
 			if (strcmp(cfg->sects[si].kind, kind) == 0)
 				kl->names[kl->n++] = cfg->sects[si].name;
@@ -317,8 +317,7 @@ fail:
 	dc_config_free(cfg);
 	if (diag == NULL)
 		dc_diag_free(&own_diag);
-	errno = ld.oom ? ENOMEM : EINVAL;
-	return -1;
+	return ld.oom ? -ENOMEM : -EINVAL;
 }
 
 void dc_config_free(struct dc_config *cfg)

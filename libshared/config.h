@@ -47,7 +47,7 @@ struct dc_diag {
 
 void dc_diag_init(struct dc_diag *d);
 void dc_diag_add(struct dc_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* As dc_diag_add; -1 when out of memory (the line is lost). */
+/* As dc_diag_add; -ENOMEM when out of memory (the line is lost). */
 int dc_diag_vadd(struct dc_diag *d, const char *fmt, va_list ap);
 void dc_diag_free(struct dc_diag *d);
 /* Every line followed by a newline. */
@@ -64,7 +64,8 @@ struct dc_config_src {
 
 /*
  * Load and validate. Returns 0 and *out on success; on any problem returns
- * -1, *out = NULL, and every problem appended to diag (which may be NULL).
+ * -EINVAL (-ENOMEM when memory ran out), *out = NULL, and every problem
+ * appended to diag (which may be NULL).
  * The key array is copied; its strings must outlive cfg (literals do).
  */
 int dc_config_load(struct dc_config **out, const struct dc_cfg_key *keys, size_t nkeys,

@@ -25,7 +25,7 @@ static int diag_push(struct dc_diag *d, char *line)
 		char **p = realloc(d->lines, cap * sizeof(*p));
 
 		if (p == NULL)
-			return -1;
+			return -ENOMEM;
 		d->lines = p;
 		d->cap = cap;
 	}
@@ -38,14 +38,14 @@ int dc_diag_vadd(struct dc_diag *d, const char *fmt, va_list ap)
 	char *line;
 
 	if (vasprintf(&line, fmt, ap) < 0)
-		return -1;
+		return -ENOMEM;
 	/* Lines quote files and the environment: printable, and never a whole input. */
 	if (strlen(line) > DIAG_LINE_MAX)
 		memcpy(line + DIAG_LINE_MAX - 3, "...", 4);
 	dc_log_clean(line);
 	if (diag_push(d, line) < 0) {
 		free(line);
-		return -1;
+		return -ENOMEM;
 	}
 	return 0;
 }
@@ -83,8 +83,10 @@ int dc_cfg_write_all(int fd, const char *s)
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
-			return -1;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
 		s += w;
 		n -= (size_t)w;
 	}

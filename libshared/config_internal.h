@@ -81,7 +81,7 @@ void dc_cfg_set_value(struct load *ld, size_t si, size_t ki, const char *text, c
 /* Adds a section ("danube" or "route a") with its defaults; CUR_NONE when out of memory. */
 size_t dc_cfg_add_sect(struct load *ld, const char *kind, const char *name);
 
-/* Writes all of s (no allocation, no stdio); -1 on error. */
+/* Writes all of s (no allocation, no stdio); 0 or -errno. */
 int dc_cfg_write_all(int fd, const char *s);
 
 /* Reads one file into the model as layer LAYER_GLOBAL or LAYER_FILE. */

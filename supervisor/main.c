@@ -16,15 +16,12 @@
 
 #include "clock.h"
 #include "control.h"
+#include "exit_codes.h"
 #include "http.h"
 #include "log.h"
 #include "spawn.h"
 #include "supd.h"
 #include "syslog_fwd.h"
-
-#define EX_USAGE_    64
-#define EX_CONFIG_   78
-#define EX_SOFTWARE_ 70
 
 static void usage(FILE *f)
 {
@@ -122,7 +119,7 @@ static int run_check(const char *config)
 		for (size_t i = 0; i < diag.n; i++)
 			fprintf(stderr, "%s\n", diag.lines[i]);
 		dc_diag_free(&diag);
-		return 1;
+		return DC_EXIT_FAILURE;
 	}
 	for (size_t i = 0; i < diag.n; i++)
 		fprintf(stderr, "%s\n", diag.lines[i]);
@@ -136,7 +133,7 @@ static int run_check(const char *config)
 		printf("%s: configuration OK, %zu connector%s\n", config, c.nconns,
 		       c.nconns == 1 ? "" : "s");
 	dc_supd_conf_free(&c);
-	return bad;
+	return bad ? DC_EXIT_FAILURE : DC_EXIT_OK;
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -207,7 +204,7 @@ static int run(struct dc_supd *sup)
 {
 	sigset_t set;
 	char shown[DC_SHOWN_PATH];
-	int rv = 0;
+	int rv = DC_EXIT_OK;
 
 	/*
 	 * Block the loop's signals before nng starts a thread: every thread
@@ -224,23 +221,23 @@ static int run(struct dc_supd *sup)
 	sup->loop = ev_default_loop(EVFLAG_SIGNALFD);
 	if (sup->loop == NULL) {
 		dc_log_error("cannot create the event loop");
-		return EX_SOFTWARE_;
+		return DC_EXIT_SOFTWARE;
 	}
 	ev_set_userdata(sup->loop, sup);
 	if (make_run_dir(sup->conf.run_dir) < 0)
-		return EX_CONFIG_;
+		return DC_EXIT_CONFIG;
 	if (dc_syslog_fwd_open(&sup->fwd, sup->loop, "/dev/log", sup->conf.facility,
 			       DC_SYSLOG_FWD_QUEUE_MAX) < 0) {
 		dc_log_error("cannot set up syslog forwarding");
-		return EX_SOFTWARE_;
+		return DC_EXIT_SOFTWARE;
 	}
 	if (dc_control_open(&sup->control, sup) < 0) {
-		rv = EX_CONFIG_;
+		rv = DC_EXIT_CONFIG;
 		goto out;
 	}
 	if (sup->conf.metrics_listen[0] != '\0' &&
 	    dc_http_open(&sup->http, sup->loop, sup->conf.metrics_listen) < 0) {
-		rv = EX_CONFIG_;
+		rv = DC_EXIT_CONFIG;
 		goto out;
 	}
 	ev_signal_init(&sup->sig_term, on_signal, SIGTERM);
@@ -260,7 +257,7 @@ static int run(struct dc_supd *sup)
 		    (int)getpid(), sup->conf.nconns,
 		    dc_log_shown(sup->conf.connectors_dir, shown, sizeof(shown)));
 	if (dc_supd_start_all(sup) < 0) {
-		rv = EX_SOFTWARE_;
+		rv = DC_EXIT_SOFTWARE;
 		dc_supd_shutdown(sup);
 	}
 	dc_supd_publish(sup);
@@ -313,13 +310,13 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return DC_EXIT_OK;
 		case 'V':
 			printf("danube-connectd %s\n", DC_VERSION);
-			return 0;
+			return DC_EXIT_OK;
 		default:
 			usage(stderr);
-			return EX_USAGE_;
+			return DC_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
@@ -328,7 +325,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "danube-connectd: unexpected argument '%s'\n",
 			dc_log_shown(argv[optind], shown, sizeof(shown)));
 		usage(stderr);
-		return EX_USAGE_;
+		return DC_EXIT_USAGE;
 	}
 	if (check)
 		return run_check(config);
@@ -339,7 +336,7 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < diag.n; i++)
 			dc_log_error("%s", diag.lines[i]);
 		dc_diag_free(&diag);
-		return EX_CONFIG_;
+		return DC_EXIT_CONFIG;
 	}
 	dc_log_open("danube-connectd", sup.conf.facility, true, sup.foreground);
 	dc_log_set_level((enum dc_log_level)sup.conf.log_level);

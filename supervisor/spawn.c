@@ -4,6 +4,7 @@
  * signal state, death signal, its fds, exec.
  */
 #include "spawn.h"
+#include "exit_codes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,13 +31,13 @@ static void child_exec(const char *path, char *const argv[], char *const envp[],
 	(void)sigprocmask(SIG_SETMASK, &all, NULL);
 	/* Never outlive the supervisor; it may have died before prctl ran. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
-		_exit(127);
+		_exit(DC_EXIT_EXEC);
 	if (dup2(in_fd, STDIN_FILENO) < 0)
-		_exit(127);
+		_exit(DC_EXIT_EXEC);
 	if (out_fd >= 0 && (dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0))
-		_exit(127);
+		_exit(DC_EXIT_EXEC);
 	execve(path, argv, envp);
-	_exit(127);
+	_exit(DC_EXIT_EXEC);
 }
 
 int dc_spawn(const char *path, char *const argv[], char *const envp[], bool pipe_output,

@@ -353,7 +353,7 @@ static void on_child(struct ev_loop *loop, ev_child *c, int revents)
 			    "unacknowledged messages will be delivered again",
 			    w->spec.name, (int)pid, DC_EXIT_TEMPFAIL);
 	} else if (WIFEXITED(status)) {
-		ev = WEXITSTATUS(status) == DC_EXIT_CONFIG ? DC_EV_EXIT_CONFIG : DC_EV_EXIT_CRASH;
+		ev = dc_wevent_for_status(status);
 		set_last_error(w, "exited with status %d", WEXITSTATUS(status));
 		dc_log_warn("%s: pid %d exited with status %d", w->spec.name, (int)pid,
 			    WEXITSTATUS(status));

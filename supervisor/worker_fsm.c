@@ -3,8 +3,10 @@
  * in one function, so the policy can be read (and tested) without processes.
  */
 #include "worker_fsm.h"
+#include "exit_codes.h"
 
 #include <stddef.h>
+#include <sys/wait.h>
 
 static unsigned on_exit_while_up(struct dc_fsm *f, enum dc_wevent ev, const struct dc_fsm_ctx *ctx)
 {
@@ -147,4 +149,18 @@ const char *dc_wevent_name(enum dc_wevent e)
 bool dc_wstate_has_process(enum dc_wstate s)
 {
 	return s == DC_W_STARTING || s == DC_W_RUNNING || s == DC_W_STOPPING;
+}
+
+enum dc_wevent dc_wevent_for_status(int wstatus)
+{
+	if (!WIFEXITED(wstatus))
+		return DC_EV_EXIT_CRASH;
+	switch (WEXITSTATUS(wstatus)) {
+	case DC_EXIT_OK:
+		return DC_EV_EXIT_OK;
+	case DC_EXIT_CONFIG:
+		return DC_EV_EXIT_CONFIG;
+	default:
+		return DC_EV_EXIT_CRASH;
+	}
 }

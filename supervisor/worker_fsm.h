@@ -23,7 +23,7 @@ enum dc_wevent {
 	DC_EV_READY,       /* the worker's health answer says ready */
 	DC_EV_HUNG,        /* no health answer for health_timeout_ms */
 	DC_EV_EXIT_OK,     /* exit status 0 */
-	DC_EV_EXIT_CONFIG, /* exit status 78 (EX_CONFIG) */
+	DC_EV_EXIT_CONFIG, /* exit status 78 (DC_EXIT_CONFIG) */
 	DC_EV_EXIT_CRASH,  /* any other status, or killed by a signal */
 	DC_EV_TIMER,       /* the state's timer: end of backoff, or stop timeout */
 };
@@ -52,6 +52,13 @@ unsigned dc_fsm_step(struct dc_fsm *f, enum dc_wevent ev, const struct dc_fsm_ct
 
 const char *dc_wstate_name(enum dc_wstate s);
 const char *dc_wevent_name(enum dc_wevent e);
+
+/*
+ * The event a wait status from waitpid() is: DC_EV_EXIT_OK for exit 0,
+ * DC_EV_EXIT_CONFIG for DC_EXIT_CONFIG, DC_EV_EXIT_CRASH for any other
+ * status or a signal.
+ */
+enum dc_wevent dc_wevent_for_status(int wstatus);
 
 /* A process exists in this state (the caller waits for its exit). */
 bool dc_wstate_has_process(enum dc_wstate s);

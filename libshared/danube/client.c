@@ -76,6 +76,11 @@ void dn_client_free(struct dn_client *c)
 	free(c);
 }
 
+void dn_shutdown(void)
+{
+	dc_grpc_shutdown_all();
+}
+
 int dn_client_conn(struct dn_client *c, const char *url, struct dc_grpc_conn **out)
 {
 	struct dc_grpc_opts o = {0};

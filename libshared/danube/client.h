@@ -65,6 +65,12 @@ int dn_client_new(struct ev_loop *loop, const struct dn_client_opts *opts, struc
  * do not run). Close every producer and consumer first.
  */
 void dn_client_free(struct dn_client *c);
+/*
+ * Close every broker connection of the process (at exit, after the last
+ * dn_client_free): the loop then has nothing left to wait for. Not from
+ * inside a client callback.
+ */
+void dn_shutdown(void);
 
 /*
  * The client's connection state, for health. up = false with a reason

@@ -17,33 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum csub_state {
-	CS_LOOKUP,
-	CS_SUBSCRIBING,
-	CS_RECEIVING,
-	CS_BACKOFF,
-	CS_FAILED,
-};
-
 struct csub {
+	struct dn_part part; /* topic, broker, health, retry */
 	struct dn_consumer *c;
 	uint32_t index;
-	char *topic;
-	char *connect_url;
-	char *broker_url;
-	char *proxy; /* x-danube-broker-url value, NULL when not behind a proxy */
-	struct dc_grpc_conn *conn;
-	uint64_t consumer_id;
-	uint64_t request_id;
-	enum csub_state state;
 	bool subscribed_once;
-	struct dn_op *lookup;
 	struct dn_rpc *subscribe;
-	struct dn_rpc *health;
 	struct dc_grpc_call *stream;
-	ev_timer retry_timer;
-	ev_timer health_timer;
-	struct dc_backoff backoff;
 	struct dn_offsets offsets; /* gap detection */
 };
 
@@ -82,8 +62,7 @@ struct dn_consumer {
 	bool ready_sent;
 	bool failed;
 	struct ackop *acks;
-	int depth;
-	bool closing;
+	struct dn_guard guard;
 };
 
 struct msg_impl {
@@ -95,35 +74,16 @@ struct msg_impl {
 	struct dn_attr attrs[];
 };
 
-static void csub_start(struct csub *s);
-static void consumer_destroy(struct dn_consumer *c);
+static void consumer_destroy(void *arg);
 
-static void enter(struct dn_consumer *c)
+/* Cancel the calls that are the consumer's own (the part stops the rest). */
+static void csub_cancel(struct csub *s)
 {
-	c->depth++;
-}
-
-static void leave(struct dn_consumer *c)
-{
-	if (--c->depth == 0 && c->closing)
-		consumer_destroy(c);
-}
-
-static void csub_stop_io(struct csub *s)
-{
-	struct ev_loop *loop = s->c->cl->loop;
-
-	dn_op_cancel(s->lookup);
-	s->lookup = NULL;
 	dn_rpc_cancel(s->subscribe);
 	s->subscribe = NULL;
-	dn_rpc_cancel(s->health);
-	s->health = NULL;
 	if (s->stream != NULL)
 		dc_grpc_call_cancel(s->stream);
 	s->stream = NULL;
-	ev_timer_stop(loop, &s->retry_timer);
-	ev_timer_stop(loop, &s->health_timer);
 }
 
 static void consumer_fail(struct dn_consumer *c, int code, const char *error)
@@ -136,8 +96,8 @@ static void consumer_fail(struct dn_consumer *c, int code, const char *error)
 	c->parts_op = NULL;
 	ev_timer_stop(c->cl->loop, &c->parts_timer);
 	for (uint32_t i = 0; i < c->nsubs; i++) {
-		csub_stop_io(&c->subs[i]);
-		c->subs[i].state = CS_FAILED;
+		csub_cancel(&c->subs[i]);
+		dn_part_fail(&c->subs[i].part);
 	}
 	if (c->on_error != NULL)
 		c->on_error(c->arg, code, error);
@@ -157,58 +117,14 @@ static void consumer_waiting(struct dn_consumer *c)
 		c->ev.waiting(c->arg, reason);
 }
 
-static void csub_reconnect(struct csub *s, int code, const char *error)
-{
-	uint64_t delay;
-
-	if (s->state == CS_FAILED || s->c->failed)
-		return;
-	if (s->state == CS_RECEIVING)
-		dc_log_warn("%s; subscribing again", error);
-	else
-		dc_log_debug("%s; retrying", error);
-	csub_stop_io(s);
-	s->state = CS_BACKOFF;
-	delay = dc_backoff_next(&s->backoff);
-	ev_timer_set(&s->retry_timer, (double)delay / 1000.0, 0.0);
-	ev_timer_start(s->c->cl->loop, &s->retry_timer);
-}
-
-static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct csub *s = w->data;
-
-	enter(s->c);
-	if (!s->c->closing && s->state == CS_BACKOFF)
-		csub_start(s);
-	leave(s->c);
-}
-
-static void health_done(void *arg, int code, const char *message, void *resp)
+static void csub_reconnect(void *arg, int code, const char *error)
 {
 	struct csub *s = arg;
-	char err[DN_ERRLEN];
 
-	s->health = NULL;
-	if (code != DN_OK || !dn_health_is_close(resp) || s->state != CS_RECEIVING)
+	if (s->part.state == DN_PART_FAILED || s->c->failed)
 		return;
-	enter(s->c);
-	snprintf(err, sizeof(err),
-		 "topic %s: the broker closed consumer %s (topic unloaded or moved)", s->topic,
-		 s->c->name);
-	csub_reconnect(s, DN_UNAVAILABLE, err);
-	leave(s->c);
-}
-
-static void health_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct csub *s = w->data;
-
-	if (s->health != NULL || s->state != CS_RECEIVING)
-		return;
-	if (dn_health_start(s->c->cl, s->conn, s->proxy, true, s->consumer_id, health_done, s,
-			    &s->health) != 0)
-		s->health = NULL;
+	csub_cancel(s);
+	dn_part_backoff(&s->part, error);
 }
 
 /* ------------------------------------------------------------------ receive */
@@ -247,8 +163,8 @@ static struct msg_impl *msg_decode(struct csub *s, const uint8_t *buf, size_t le
 	m->pub.attrs = m->attrs;
 	m->pub.nattrs = sm.attributes_count;
 	m->pub.routing_key = sm.routing_key;
-	m->pub.topic =
-		sm.msg_id.topic_name && sm.msg_id.topic_name[0] ? sm.msg_id.topic_name : s->topic;
+	m->pub.topic = sm.msg_id.topic_name && sm.msg_id.topic_name[0] ? sm.msg_id.topic_name
+								       : s->part.topic;
 	m->pub.offset = sm.msg_id.topic_offset;
 	m->pub.publish_time = sm.publish_time;
 	m->pub.producer_name = sm.producer_name ? sm.producer_name : "";
@@ -264,17 +180,17 @@ static void stream_msg(void *arg, const uint8_t *buf, size_t len)
 	struct dn_consumer *c = s->c;
 	struct msg_impl *m;
 
-	if (c->closing || c->failed)
+	if (c->guard.closing || c->failed)
 		return;
 	m = msg_decode(s, buf, len);
 	if (m == NULL) {
 		/* Not ackable without its MsgID: the broker redelivers it after its timeout. */
 		dc_log_error("topic %s: dropped a message that could not be decoded (%zu bytes)",
-			     s->topic, len);
+			     s->part.topic, len);
 		return;
 	}
-	dc_backoff_reset(&s->backoff);
-	enter(c);
+	dc_backoff_reset(&s->part.backoff);
+	dn_guard_enter(&c->guard);
 	if (c->type == DN_SUB_EXCLUSIVE || c->type == DN_SUB_FAILOVER) {
 		uint64_t expected = s->offsets.last + 1;
 		uint64_t skipped = dn_offsets_see(&s->offsets, m->pub.offset);
@@ -292,7 +208,7 @@ static void stream_msg(void *arg, const uint8_t *buf, size_t len)
 		}
 	}
 	c->on_message(c->arg, &m->pub);
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static void stream_done(void *arg, int code, const char *message)
@@ -302,18 +218,18 @@ static void stream_done(void *arg, int code, const char *message)
 	char err[DN_ERRLEN];
 
 	s->stream = NULL;
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (code == DN_OK)
 		snprintf(err, sizeof(err), "topic %s: the broker ended the message stream",
-			 s->topic);
+			 s->part.topic);
 	else
 		dn_error_format(err, sizeof(err), code, message,
-				"topic %s: the message stream failed", s->topic);
+				"topic %s: the message stream failed", s->part.topic);
 	if (code == DN_OK || dn_error_recovery(code, message) != DN_RECOVER_FAIL)
 		csub_reconnect(s, code, err);
 	else
 		consumer_fail(c, code, err);
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static void csub_receive(struct csub *s)
@@ -326,17 +242,17 @@ static void csub_receive(struct csub *s)
 	const char *kv[3];
 	int rc;
 
-	req.request_id = ++s->request_id;
-	req.consumer_id = s->consumer_id;
+	req.request_id = ++s->part.request_id;
+	req.consumer_id = s->part.id;
 	rc = dn_encode(c->cl, danube_ReceiveRequest_fields, &req, &buf, &len);
 	if (rc == 0)
-		rc = dc_grpc_call_start_hdr(s->conn, DN_PATH_RECEIVE,
-					    dn_proxy_headers(kv, s->proxy), buf, len, 0, stream_msg,
-					    stream_done, s, &s->stream);
+		rc = dc_grpc_call_start_hdr(s->part.conn, DN_PATH_RECEIVE,
+					    dn_proxy_headers(kv, s->part.proxy), buf, len, 0,
+					    stream_msg, stream_done, s, &s->stream);
 	if (rc != 0) {
 		s->stream = NULL;
-		snprintf(err, sizeof(err), "topic %s: cannot open the message stream: %s", s->topic,
-			 strerror(-rc));
+		snprintf(err, sizeof(err), "topic %s: cannot open the message stream: %s",
+			 s->part.topic, strerror(-rc));
 		csub_reconnect(s, DN_UNAVAILABLE, err);
 	}
 }
@@ -351,14 +267,13 @@ static void subscribe_done(void *arg, int code, const char *message, void *resp)
 	char err[DN_ERRLEN];
 
 	s->subscribe = NULL;
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (code == DN_OK) {
 		c->waiting = false;
-		s->consumer_id = cr->consumer_id;
-		s->state = CS_RECEIVING;
-		ev_timer_again(c->cl->loop, &s->health_timer);
+		s->part.id = cr->consumer_id;
+		dn_part_live(&s->part);
 		csub_receive(s);
-		if (s->state == CS_RECEIVING && !s->subscribed_once) {
+		if (s->part.state == DN_PART_LIVE && !s->subscribed_once) {
 			s->subscribed_once = true;
 			if (++c->ready_subs == c->nsubs && !c->ready_sent) {
 				c->ready_sent = true;
@@ -368,7 +283,7 @@ static void subscribe_done(void *arg, int code, const char *message, void *resp)
 		}
 	} else {
 		dn_error_format(err, sizeof(err), code, message,
-				"topic %s: broker refused subscription %s", s->topic,
+				"topic %s: broker refused subscription %s", s->part.topic,
 				c->subscription);
 		/* NOT_FOUND before the first success: the topic does not exist. */
 		if (code == DN_NOT_FOUND && !s->subscribed_once && c->wait_for_topic) {
@@ -381,75 +296,33 @@ static void subscribe_done(void *arg, int code, const char *message, void *resp)
 			csub_reconnect(s, code, err);
 		}
 	}
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
-static void csub_subscribe(struct csub *s)
+static void csub_subscribe(void *arg)
 {
 	danube_ConsumerRequest req = danube_ConsumerRequest_init_zero;
+	struct csub *s = arg;
 	struct dn_consumer *c = s->c;
-	char err[DN_ERRLEN];
 	int rc;
 
-	s->state = CS_SUBSCRIBING;
-	rc = dn_client_conn(c->cl, s->connect_url, &s->conn);
+	rc = dn_part_connect(&s->part);
 	if (rc == 0) {
-		req.request_id = ++s->request_id;
-		req.topic_name = s->topic;
+		req.request_id = ++s->part.request_id;
+		req.topic_name = s->part.topic;
 		req.consumer_name = c->name;
 		req.subscription = c->subscription;
 		req.subscription_type = (danube_ConsumerRequest_SubscriptionType)c->type;
 		req.key_filters_count = (pb_size_t)c->nkey_filters;
 		req.key_filters = c->key_filters;
-		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_SUBSCRIBE, s->proxy,
+		rc = dn_rpc_start(c->cl, s->part.conn, DN_PATH_SUBSCRIBE, s->part.proxy,
 				  danube_ConsumerRequest_fields, &req,
 				  danube_ConsumerResponse_fields, sizeof(danube_ConsumerResponse),
 				  DN_CONTROL_DEADLINE_MS, subscribe_done, s, &s->subscribe);
 	}
 	if (rc != 0) {
 		s->subscribe = NULL;
-		snprintf(err, sizeof(err), "topic %s: cannot reach broker %s: %s", s->topic,
-			 s->connect_url, strerror(-rc));
-		csub_reconnect(s, DN_UNAVAILABLE, err);
-	}
-}
-
-static void lookup_done(void *arg, int code, const char *error, const struct dn_lookup_result *res)
-{
-	struct csub *s = arg;
-	bool ok = true;
-
-	s->lookup = NULL;
-	enter(s->c);
-	/* A failed lookup keeps the last known broker; Subscribe will tell. */
-	if (code == DN_OK) {
-		char *cu = dn_strdup(res->connect_url, &ok);
-		char *bu = dn_strdup(res->broker_url, &ok);
-		char *px = ok ? dn_proxy_value(cu, bu, &ok) : NULL;
-
-		if (ok) {
-			free(s->connect_url);
-			free(s->broker_url);
-			free(s->proxy);
-			s->connect_url = cu;
-			s->broker_url = bu;
-			s->proxy = px;
-		} else {
-			free(cu);
-			free(bu);
-			free(px);
-		}
-	}
-	csub_subscribe(s);
-	leave(s->c);
-}
-
-static void csub_start(struct csub *s)
-{
-	s->state = CS_LOOKUP;
-	if (dn_lookup_op(s->c->cl, s->topic, lookup_done, s, &s->lookup) != 0) {
-		s->lookup = NULL;
-		csub_subscribe(s);
+		dn_part_unreachable(&s->part, rc);
 	}
 }
 
@@ -473,22 +346,17 @@ static bool is_our_partition(const char *topic, const char *name)
 	return true;
 }
 
+static const struct dn_part_ops csub_ops = {
+	.attach = csub_subscribe,
+	.lost = csub_reconnect,
+};
+
 static int csub_init(struct dn_consumer *c, struct csub *s, uint32_t i, const char *topic)
 {
-	bool ok = true;
-
 	s->c = c;
 	s->index = i;
-	s->topic = dn_strdup(topic, &ok);
-	s->connect_url = dn_strdup(c->cl->service_url, &ok);
-	s->broker_url = dn_strdup(c->cl->service_url, &ok);
-	dc_backoff_init(&s->backoff, DN_BACKOFF_INITIAL_MS, DN_BACKOFF_MAX_MS, 0);
-	ev_timer_init(&s->retry_timer, retry_cb, 0.0, 0.0);
-	s->retry_timer.data = s;
-	ev_init(&s->health_timer, health_cb);
-	s->health_timer.repeat = DN_HEALTH_INTERVAL_S;
-	s->health_timer.data = s;
-	return ok ? 0 : -ENOMEM;
+	return dn_part_init(&s->part, c->cl, &c->guard, topic, true, c->name, "subscribing again",
+			    &csub_ops, s);
 }
 
 static void parts_retry(struct dn_consumer *c, int code, const char *error)
@@ -508,7 +376,7 @@ static void parts_done(void *arg, int code, const char *error, char *const *name
 	uint32_t k = 0;
 
 	c->parts_op = NULL;
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (code == DN_NOT_FOUND && c->wait_for_topic) {
 		consumer_waiting(c);
 		parts_retry(c, code, error);
@@ -552,9 +420,9 @@ static void parts_done(void *arg, int code, const char *error, char *const *name
 		goto out;
 	}
 	for (uint32_t i = 0; i < c->nsubs && !c->failed; i++)
-		csub_start(&c->subs[i]);
+		dn_part_start(&c->subs[i].part);
 out:
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static void parts_start(struct dn_consumer *c)
@@ -574,10 +442,10 @@ static void parts_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct dn_consumer *c = w->data;
 
-	enter(c);
-	if (!c->closing && !c->failed)
+	dn_guard_enter(&c->guard);
+	if (!c->guard.closing && !c->failed)
 		parts_start(c);
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 /* ------------------------------------------------------------------- public */
@@ -620,6 +488,8 @@ int dn_consumer_new(struct dn_client *cl, const struct dn_consumer_opts *o, dn_r
 	dc_backoff_init(&c->parts_backoff, DN_BACKOFF_INITIAL_MS, DN_BACKOFF_MAX_MS, 0);
 	ev_timer_init(&c->parts_timer, parts_timer_cb, 0.0, 0.0);
 	c->parts_timer.data = c;
+	c->guard.destroy = consumer_destroy;
+	c->guard.owner = c;
 	if (!ok) {
 		consumer_destroy(c);
 		return -ENOMEM;
@@ -641,7 +511,7 @@ static void ack_done(void *arg, int code, const char *message, void *resp)
 		c->acks = a->next;
 	if (a->next != NULL)
 		a->next->prev = a->prev;
-	enter(c);
+	dn_guard_enter(&c->guard);
 	if (code != DN_OK) {
 		dn_error_format(err, sizeof(err), code, message, "topic %s: %s failed", a->topic,
 				a->nack ? "nack" : "ack");
@@ -650,7 +520,7 @@ static void ack_done(void *arg, int code, const char *message, void *resp)
 	if (a->cb != NULL)
 		a->cb(a->arg, code, code == DN_OK ? "" : err);
 	free(a);
-	leave(c);
+	dn_guard_leave(&c->guard);
 }
 
 static int ack_start(struct dn_consumer *c, const struct dn_message *msg, bool nack,
@@ -667,7 +537,7 @@ static int ack_start(struct dn_consumer *c, const struct dn_message *msg, bool n
 	if (m->c != c || m->sub_index >= c->nsubs)
 		return -EINVAL;
 	s = &c->subs[m->sub_index];
-	if (c->closing || c->failed || s->conn == NULL)
+	if (c->guard.closing || c->failed || s->part.conn == NULL)
 		return -EPIPE;
 	a = calloc(1, sizeof(*a) + strlen(msg->topic) + 1);
 	if (a == NULL)
@@ -687,8 +557,9 @@ static int ack_start(struct dn_consumer *c, const struct dn_message *msg, bool n
 		req.has_delay_ms = true;
 		req.delay_ms = delay_ms;
 		req.reason = (char *)reason;
-		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_NACK, s->proxy, danube_NackRequest_fields,
-				  &req, NULL, 0, DN_CONTROL_DEADLINE_MS, ack_done, a, &a->rpc);
+		rc = dn_rpc_start(c->cl, s->part.conn, DN_PATH_NACK, s->part.proxy,
+				  danube_NackRequest_fields, &req, NULL, 0, DN_CONTROL_DEADLINE_MS,
+				  ack_done, a, &a->rpc);
 	} else {
 		danube_AckRequest req = danube_AckRequest_init_zero;
 
@@ -696,8 +567,9 @@ static int ack_start(struct dn_consumer *c, const struct dn_message *msg, bool n
 		req.has_msg_id = true;
 		req.msg_id = m->sm.msg_id;
 		req.subscription_name = c->subscription;
-		rc = dn_rpc_start(c->cl, s->conn, DN_PATH_ACK, s->proxy, danube_AckRequest_fields,
-				  &req, NULL, 0, DN_CONTROL_DEADLINE_MS, ack_done, a, &a->rpc);
+		rc = dn_rpc_start(c->cl, s->part.conn, DN_PATH_ACK, s->part.proxy,
+				  danube_AckRequest_fields, &req, NULL, 0, DN_CONTROL_DEADLINE_MS,
+				  ack_done, a, &a->rpc);
 	}
 	if (rc != 0) {
 		free(a);
@@ -733,17 +605,16 @@ void dn_message_free(struct dn_message *msg)
 	free(m);
 }
 
-static void consumer_destroy(struct dn_consumer *c)
+static void consumer_destroy(void *arg)
 {
-	c->closing = true;
+	struct dn_consumer *c = arg;
+
+	c->guard.closing = true;
 	dn_op_cancel(c->parts_op);
 	ev_timer_stop(c->cl->loop, &c->parts_timer);
 	for (uint32_t i = 0; i < c->nsubs; i++) {
-		csub_stop_io(&c->subs[i]);
-		free(c->subs[i].topic);
-		free(c->subs[i].connect_url);
-		free(c->subs[i].broker_url);
-		free(c->subs[i].proxy);
+		csub_cancel(&c->subs[i]);
+		dn_part_free(&c->subs[i].part);
 	}
 	while (c->acks != NULL) {
 		struct ackop *a = c->acks;
@@ -764,14 +635,8 @@ static void consumer_destroy(struct dn_consumer *c)
 
 void dn_consumer_close(struct dn_consumer *c)
 {
-	if (c == NULL)
-		return;
-	if (c->depth > 0) {
-		c->closing = true;
-		return;
-	}
-	c->depth++;
-	consumer_destroy(c);
+	if (c != NULL)
+		dn_guard_close(&c->guard);
 }
 
 uint64_t dn_offsets_see(struct dn_offsets *o, uint64_t offset)

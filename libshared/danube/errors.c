@@ -3,31 +3,12 @@
  * which failures the client retries, reconnects on, or reports.
  */
 #include "danube/internal.h"
+#include "h2/grpc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-
-static const char *const code_names[] = {
-	"OK",
-	"CANCELLED",
-	"UNKNOWN",
-	"INVALID_ARGUMENT",
-	"DEADLINE_EXCEEDED",
-	"NOT_FOUND",
-	"ALREADY_EXISTS",
-	"PERMISSION_DENIED",
-	"RESOURCE_EXHAUSTED",
-	"FAILED_PRECONDITION",
-	"ABORTED",
-	"OUT_OF_RANGE",
-	"UNIMPLEMENTED",
-	"INTERNAL",
-	"UNAVAILABLE",
-	"DATA_LOSS",
-	"UNAUTHENTICATED",
-};
 
 /* Used when the broker sent no grpc-message, so the sentence is never empty. */
 static const char *const code_words[] = {
@@ -50,11 +31,10 @@ static const char *const code_words[] = {
 	"authentication failed: check the token",
 };
 
+/* enum dn_code is gRPC's codes: one table of names (h2/frame.c) serves both. */
 const char *dn_code_name(int code)
 {
-	if (code < 0 || (size_t)code >= sizeof(code_names) / sizeof(code_names[0]))
-		return "UNKNOWN_STATUS";
-	return code_names[code];
+	return dc_grpc_code_name(code);
 }
 
 const char *dn_code_words(int code)

@@ -6,7 +6,9 @@
 #define DN_INTERNAL_H
 
 #include "danube/client.h"
+#include "backoff.h"
 
+#include <ev.h>
 #include <pb.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -173,5 +175,91 @@ enum dn_recovery {
 enum dn_recovery dn_error_recovery(int code, const char *detail);
 /* The message was refused for its size (never retried). */
 bool dn_error_is_oversize(int code, const char *detail);
+
+/*
+ * partition_life.c: what a producer's and a consumer's partitions share.
+ *
+ * Close while busy: a loop callback brackets its work with dn_guard_enter
+ * and dn_guard_leave, so a user callback may close the owner; the owner is
+ * destroyed when the outermost callback ends.
+ */
+struct dn_guard {
+	int depth; /* > 0 while a loop callback runs */
+	bool closing;
+	void (*destroy)(void *owner);
+	void *owner;
+};
+void dn_guard_enter(struct dn_guard *g);
+/* Destroys the owner when it was closed meanwhile and this is the outermost callback. */
+void dn_guard_leave(struct dn_guard *g);
+/* Destroy the owner now, or at the end of the callback that runs. */
+void dn_guard_close(struct dn_guard *g);
+
+enum dn_part_state {
+	DN_PART_START,     /* nothing asked yet */
+	DN_PART_LOOKUP,    /* TopicLookup in flight */
+	DN_PART_ATTACHING, /* CreateProducer or Subscribe in flight */
+	DN_PART_LIVE,      /* sending or receiving: health checks run */
+	DN_PART_BACKOFF,   /* waiting to start over */
+	DN_PART_FAILED,    /* refused for good */
+};
+
+/* What the owner of a partition does at each step (arg: dn_part_init's). */
+struct dn_part_ops {
+	/* The lookup answered (or could not be asked): create or subscribe on conn_url. */
+	void (*attach)(void *arg);
+	/* The broker closed this partition (health CLOSE): the owner reconnects. */
+	void (*lost)(void *arg, int code, const char *error);
+	/* The backoff ended, before starting over (NULL: nothing to do). */
+	void (*before_retry)(void *arg);
+};
+
+/*
+ * One partition's link to its broker: where it is served (lookup, proxy),
+ * the connection, health checks, retry with backoff.
+ */
+struct dn_part {
+	struct dn_client *c;
+	struct dn_guard *guard; /* the owner's */
+	const struct dn_part_ops *ops;
+	void *arg;
+	bool consumer;     /* a consumer's partition, else a producer's */
+	const char *name;  /* the owner's name (borrowed), for messages */
+	const char *again; /* what a lost live partition does: "reconnecting" ... */
+	char *topic;
+	char *connect_url;
+	char *broker_url;
+	char *proxy; /* x-danube-broker-url value, NULL when not behind a proxy */
+	struct dc_grpc_conn *conn;
+	uint64_t id; /* producer or consumer id, once attached */
+	uint64_t request_id;
+	enum dn_part_state state;
+	struct dn_op *lookup;
+	struct dn_rpc *health;
+	ev_timer retry_timer;
+	ev_timer health_timer;
+	struct dc_backoff backoff;
+};
+
+/* Set up pt for topic (copied), served at the service URL until a lookup says otherwise. */
+int dn_part_init(struct dn_part *pt, struct dn_client *c, struct dn_guard *g, const char *topic,
+		 bool consumer, const char *name, const char *again, const struct dn_part_ops *ops,
+		 void *arg);
+/* Stop everything and free what pt holds (not pt itself). */
+void dn_part_free(struct dn_part *pt);
+/* Look the topic up, then ops->attach. */
+void dn_part_start(struct dn_part *pt);
+/* The partition's connection for attaching: 0, or -errno. */
+int dn_part_connect(struct dn_part *pt);
+/* Attaching failed before a call went out (rc from dn_part_connect or dn_rpc_start). */
+void dn_part_unreachable(struct dn_part *pt, int rc);
+/* Attached: health checks begin (the owner decides when the backoff resets). */
+void dn_part_live(struct dn_part *pt);
+/* Stop its lookup, health check and timers (the owner cancels its own calls). */
+void dn_part_stop(struct dn_part *pt);
+/* Log error, stop, and start over after the next backoff delay. */
+void dn_part_backoff(struct dn_part *pt, const char *error);
+/* Refused for good: stopped, and stays so. */
+void dn_part_fail(struct dn_part *pt);
 
 #endif

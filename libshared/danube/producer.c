@@ -16,15 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum sub_state {
-	SUB_START,    /* nothing asked yet */
-	SUB_LOOKUP,   /* TopicLookup in flight */
-	SUB_CREATING, /* CreateProducer in flight */
-	SUB_READY,    /* sending */
-	SUB_BACKOFF,  /* waiting to start over */
-	SUB_FAILED,   /* refused for good */
-};
-
 struct entry {
 	struct entry *prev, *next;
 	struct sub *s;
@@ -40,24 +31,12 @@ struct entry {
 };
 
 struct sub {
+	struct dn_part part; /* topic, broker, health, retry */
 	struct dn_producer *p;
 	uint32_t index;
-	char *topic;
 	char *name;
-	char *connect_url;
-	char *broker_url;
-	char *proxy; /* x-danube-broker-url value, NULL when not behind a proxy */
-	struct dc_grpc_conn *conn;
-	uint64_t producer_id;
-	uint64_t request_id;
-	enum sub_state state;
 	bool created_once;
-	struct dn_op *lookup;
 	struct dn_rpc *create;
-	struct dn_rpc *health;
-	ev_timer retry_timer;
-	ev_timer health_timer;
-	struct dc_backoff backoff;
 	struct entry *head, *tail, *next_send;
 	uint32_t inflight;
 	int last_code;
@@ -90,25 +69,11 @@ struct dn_producer {
 	dn_done_fn flush_cb;
 	void *flush_arg;
 	ev_timer flush_timer;
-	int depth; /* > 0 while a loop callback runs: close is deferred to its end */
-	bool closing;
+	struct dn_guard guard;
 };
 
-static void sub_start(struct sub *s);
 static void sub_pump(struct sub *s);
-static void producer_destroy(struct dn_producer *p);
-
-/* Every loop callback brackets its work so a close from a user callback is safe. */
-static void enter(struct dn_producer *p)
-{
-	p->depth++;
-}
-
-static void leave(struct dn_producer *p)
-{
-	if (--p->depth == 0 && p->closing)
-		producer_destroy(p);
-}
+static void producer_destroy(void *arg);
 
 static void entry_unlink(struct entry *e)
 {
@@ -156,10 +121,10 @@ static void flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (p->pending != 0 || cb == NULL)
 		return;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	p->flush_cb = NULL;
 	cb(p->flush_arg, DN_OK, "");
-	leave(p);
+	dn_guard_leave(&p->guard);
 }
 
 /* A refusal that retrying cannot fix: the producer is done. */
@@ -172,15 +137,9 @@ static void producer_fail(struct dn_producer *p, int code, const char *error)
 	for (uint32_t i = 0; i < p->nsubs; i++) {
 		struct sub *s = &p->subs[i];
 
-		ev_timer_stop(p->c->loop, &s->retry_timer);
-		ev_timer_stop(p->c->loop, &s->health_timer);
-		dn_op_cancel(s->lookup);
-		s->lookup = NULL;
 		dn_rpc_cancel(s->create);
 		s->create = NULL;
-		dn_rpc_cancel(s->health);
-		s->health = NULL;
-		s->state = SUB_FAILED;
+		dn_part_fail(&s->part);
 		while (s->head != NULL)
 			entry_finish(s->head, code, error);
 	}
@@ -204,26 +163,20 @@ static void expire_old(struct sub *s)
 				 p->retry_limit_ms);
 		else
 			snprintf(err, sizeof(err), "topic %s: no answer from the broker in %u ms",
-				 s->topic, p->retry_limit_ms);
+				 s->part.topic, p->retry_limit_ms);
 		entry_finish(s->head, s->last_code ? s->last_code : DN_DEADLINE_EXCEEDED, err);
 	}
 }
 
 /* Stop sending, forget what is in flight (it is resent), retry after a backoff. */
-static void sub_reconnect(struct sub *s, int code, const char *error)
+static void sub_reconnect(void *arg, int code, const char *error)
 {
-	struct dn_producer *p = s->p;
-	uint64_t delay;
+	struct sub *s = arg;
 
-	if (s->state == SUB_FAILED || p->failed)
+	if (s->part.state == DN_PART_FAILED || s->p->failed)
 		return;
 	s->last_code = code;
 	snprintf(s->last_error, sizeof(s->last_error), "%s", error);
-	/* Warn when a working producer breaks; the retries that follow are debug noise. */
-	if (s->state == SUB_READY)
-		dc_log_warn("%s; reconnecting", error);
-	else
-		dc_log_debug("%s; retrying", error);
 	/* What was in flight is resent from the head, in order, after re-creating. */
 	for (struct entry *e = s->head; e != NULL; e = e->next) {
 		if (e->rpc != NULL) {
@@ -233,65 +186,21 @@ static void sub_reconnect(struct sub *s, int code, const char *error)
 	}
 	s->inflight = 0;
 	s->next_send = s->head;
-	dn_op_cancel(s->lookup);
-	s->lookup = NULL;
 	dn_rpc_cancel(s->create);
 	s->create = NULL;
-	dn_rpc_cancel(s->health);
-	s->health = NULL;
-	ev_timer_stop(p->c->loop, &s->health_timer);
-	s->state = SUB_BACKOFF;
-	delay = dc_backoff_next(&s->backoff);
-	ev_timer_stop(p->c->loop, &s->retry_timer);
-	ev_timer_set(&s->retry_timer, (double)delay / 1000.0, 0.0);
-	ev_timer_start(p->c->loop, &s->retry_timer);
+	dn_part_backoff(&s->part, error);
 	expire_old(s);
 }
 
-static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* Before a retry: give up on what waited too long meanwhile. */
+static void before_retry(void *arg)
 {
-	struct sub *s = w->data;
-	struct dn_producer *p = s->p;
-
-	enter(p);
-	expire_old(s);
-	if (!p->closing && s->state == SUB_BACKOFF)
-		sub_start(s);
-	leave(p);
-}
-
-static void health_done(void *arg, int code, const char *message, void *resp)
-{
-	struct sub *s = arg;
-	struct dn_producer *p = s->p;
-	char err[DN_ERRLEN];
-
-	s->health = NULL;
-	/* A failed health call says nothing a send would not; only CLOSE acts. */
-	if (code != DN_OK || !dn_health_is_close(resp) || s->state != SUB_READY)
-		return;
-	enter(p);
-	snprintf(err, sizeof(err),
-		 "topic %s: the broker closed producer %s (topic unloaded or moved)", s->topic,
-		 s->name);
-	sub_reconnect(s, DN_UNAVAILABLE, err);
-	leave(p);
-}
-
-static void health_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct sub *s = w->data;
-
-	if (s->health != NULL || s->state != SUB_READY)
-		return;
-	if (dn_health_start(s->p->c, s->conn, s->proxy, false, s->producer_id, health_done, s,
-			    &s->health) != 0)
-		s->health = NULL;
+	expire_old(arg);
 }
 
 static bool sub_ready_to_send(const struct sub *s)
 {
-	return s->state == SUB_READY && s->p->schema_ready && !s->p->closing;
+	return s->part.state == DN_PART_LIVE && s->p->schema_ready && !s->p->guard.closing;
 }
 
 static void schema_done(void *arg, int code, const char *error, const struct dn_schema *sc)
@@ -299,7 +208,7 @@ static void schema_done(void *arg, int code, const char *error, const struct dn_
 	struct dn_producer *p = arg;
 
 	p->schema_op = NULL;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	if (code != DN_OK) {
 		producer_fail(p, code, error);
 	} else {
@@ -309,7 +218,7 @@ static void schema_done(void *arg, int code, const char *error, const struct dn_
 		for (uint32_t i = 0; i < p->nsubs; i++)
 			sub_pump(&p->subs[i]);
 	}
-	leave(p);
+	dn_guard_leave(&p->guard);
 }
 
 static void sub_became_ready(struct sub *s)
@@ -317,11 +226,10 @@ static void sub_became_ready(struct sub *s)
 	struct dn_producer *p = s->p;
 	int err;
 
-	s->state = SUB_READY;
+	dn_part_live(&s->part);
 	s->last_code = 0;
 	s->last_error[0] = '\0';
-	dc_backoff_reset(&s->backoff);
-	ev_timer_again(p->c->loop, &s->health_timer);
+	dc_backoff_reset(&s->part.backoff);
 	if (!s->created_once) {
 		s->created_once = true;
 		p->ready_subs++;
@@ -353,9 +261,9 @@ static void create_done(void *arg, int code, const char *message, void *resp)
 	char err[DN_ERRLEN];
 
 	s->create = NULL;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	if (code == DN_OK) {
-		s->producer_id = pr->producer_id;
+		s->part.id = pr->producer_id;
 		sub_became_ready(s);
 	} else {
 		/* Creating auto-creates the topic, so NOT_FOUND here is final. */
@@ -365,28 +273,27 @@ static void create_done(void *arg, int code, const char *message, void *resp)
 		dn_error_format(err, sizeof(err), code, message,
 				final ? "topic %s: broker refused producer %s"
 				      : "topic %s: cannot create producer %s",
-				s->topic, s->name);
+				s->part.topic, s->name);
 		if (final)
 			producer_fail(p, code, err);
 		else
 			sub_reconnect(s, code, err);
 	}
-	leave(p);
+	dn_guard_leave(&p->guard);
 }
 
-static void sub_create(struct sub *s)
+static void sub_create(void *arg)
 {
+	struct sub *s = arg;
 	struct dn_producer *p = s->p;
 	danube_ProducerRequest req = danube_ProducerRequest_init_zero;
-	char err[DN_ERRLEN];
 	int rc;
 
-	s->state = SUB_CREATING;
-	rc = dn_client_conn(p->c, s->connect_url, &s->conn);
+	rc = dn_part_connect(&s->part);
 	if (rc == 0) {
-		req.request_id = ++s->request_id;
+		req.request_id = ++s->part.request_id;
 		req.producer_name = s->name;
-		req.topic_name = s->topic;
+		req.topic_name = s->part.topic;
 		req.producer_access_mode = danube_ProducerAccessMode_Shared;
 		req.dispatch_strategy = p->dispatch == DN_DISPATCH_RELIABLE
 						? danube_DispatchStrategy_Reliable
@@ -397,69 +304,13 @@ static void sub_create(struct sub *s)
 			req.schema_ref.which_version_ref = danube_SchemaReference_use_latest_tag;
 			req.schema_ref.version_ref.use_latest = true;
 		}
-		rc = dn_rpc_start(p->c, s->conn, DN_PATH_CREATE_PRODUCER, s->proxy,
+		rc = dn_rpc_start(p->c, s->part.conn, DN_PATH_CREATE_PRODUCER, s->part.proxy,
 				  danube_ProducerRequest_fields, &req,
 				  danube_ProducerResponse_fields, sizeof(danube_ProducerResponse),
 				  DN_CONTROL_DEADLINE_MS, create_done, s, &s->create);
 	}
-	if (rc != 0) {
-		snprintf(err, sizeof(err), "topic %s: cannot reach broker %s: %s", s->topic,
-			 s->connect_url, strerror(-rc));
-		sub_reconnect(s, DN_UNAVAILABLE, err);
-	}
-}
-
-static bool set_target(struct sub *s, const char *connect_url, const char *broker_url)
-{
-	bool ok = true;
-	char *cu = dn_strdup(connect_url, &ok);
-	char *bu = dn_strdup(broker_url, &ok);
-	char *px = ok ? dn_proxy_value(cu, bu, &ok) : NULL;
-
-	if (!ok) {
-		free(cu);
-		free(bu);
-		free(px);
-		return false;
-	}
-	free(s->connect_url);
-	free(s->broker_url);
-	free(s->proxy);
-	s->connect_url = cu;
-	s->broker_url = bu;
-	s->proxy = px;
-	return true;
-}
-
-static void lookup_done(void *arg, int code, const char *error, const struct dn_lookup_result *res)
-{
-	struct sub *s = arg;
-	struct dn_producer *p = s->p;
-
-	s->lookup = NULL;
-	enter(p);
-	/*
-	 * Lookup errors are not final: a brand-new topic is unknown until
-	 * CreateProducer creates it, so keep the last known broker.
-	 */
-	if (code == DN_OK)
-		set_target(s, res->connect_url, res->broker_url);
-	else
-		dc_log_debug("%s (creating on %s anyway)", error, s->connect_url);
-	sub_create(s);
-	leave(p);
-}
-
-static void sub_start(struct sub *s)
-{
-	int rc;
-
-	s->state = SUB_LOOKUP;
-	rc = dn_lookup_op(s->p->c, s->topic, lookup_done, s, &s->lookup);
-	if (rc != 0) {
-		s->lookup = NULL;
-		sub_create(s);
-	}
+	if (rc != 0)
+		dn_part_unreachable(&s->part, rc);
 }
 
 static void send_done(void *arg, int code, const char *message, void *resp)
@@ -471,21 +322,21 @@ static void send_done(void *arg, int code, const char *message, void *resp)
 
 	e->rpc = NULL;
 	s->inflight--;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	if (code == DN_OK) {
 		entry_finish(e, DN_OK, "");
 		sub_pump(s);
 	} else if (dn_error_recovery(code, message) == DN_RECOVER_FAIL) {
 		dn_error_format(err, sizeof(err), code, message, "topic %s: broker refused message",
-				s->topic);
+				s->part.topic);
 		entry_finish(e, code, err);
 		sub_pump(s);
 	} else {
 		dn_error_format(err, sizeof(err), code, message, "topic %s: sending failed",
-				s->topic);
+				s->part.topic);
 		sub_reconnect(s, code, err);
 	}
-	leave(p);
+	dn_guard_leave(&p->guard);
 }
 
 static int entry_send(struct sub *s, struct entry *e)
@@ -493,11 +344,11 @@ static int entry_send(struct sub *s, struct entry *e)
 	struct dn_producer *p = s->p;
 	danube_StreamMessage m = danube_StreamMessage_init_zero;
 
-	m.request_id = ++s->request_id;
+	m.request_id = ++s->part.request_id;
 	m.has_msg_id = true;
-	m.msg_id.producer_id = s->producer_id;
-	m.msg_id.topic_name = s->topic;
-	m.msg_id.broker_addr = s->broker_url;
+	m.msg_id.producer_id = s->part.id;
+	m.msg_id.topic_name = s->part.topic;
+	m.msg_id.broker_addr = s->part.broker_url;
 	m.msg_id.topic_offset = 0;
 	m.payload.funcs.encode = dn_pb_encode_bytes;
 	m.payload.arg = &e->payload;
@@ -512,7 +363,7 @@ static int entry_send(struct sub *s, struct entry *e)
 		m.has_schema_version = true;
 		m.schema_version = p->schema_version;
 	}
-	return dn_rpc_start(p->c, s->conn, DN_PATH_SEND_MESSAGE, s->proxy,
+	return dn_rpc_start(p->c, s->part.conn, DN_PATH_SEND_MESSAGE, s->part.proxy,
 			    danube_StreamMessage_fields, &m, NULL, 0, DN_SEND_DEADLINE_MS,
 			    send_done, e, &e->rpc);
 }
@@ -528,7 +379,7 @@ static void sub_pump(struct sub *s)
 
 		if (rc == -EMSGSIZE || rc == -EINVAL) {
 			snprintf(err, sizeof(err),
-				 "topic %s: message of %zu bytes refused: %s (%s)", s->topic,
+				 "topic %s: message of %zu bytes refused: %s (%s)", s->part.topic,
 				 e->payload.len,
 				 rc == -EMSGSIZE ? "larger than the message size limit"
 						 : "cannot be encoded",
@@ -540,8 +391,8 @@ static void sub_pump(struct sub *s)
 			continue;
 		}
 		if (rc != 0) {
-			snprintf(err, sizeof(err), "topic %s: cannot send to %s: %s", s->topic,
-				 s->connect_url, strerror(-rc));
+			snprintf(err, sizeof(err), "topic %s: cannot send to %s: %s", s->part.topic,
+				 s->part.connect_url, strerror(-rc));
 			sub_reconnect(s, DN_UNAVAILABLE, err);
 			return;
 		}
@@ -552,36 +403,33 @@ static void sub_pump(struct sub *s)
 
 /* ------------------------------------------------------------------- public */
 
+static const struct dn_part_ops sub_ops = {
+	.attach = sub_create,
+	.lost = sub_reconnect,
+	.before_retry = before_retry,
+};
+
 static int sub_init(struct dn_producer *p, uint32_t i)
 {
 	struct sub *s = &p->subs[i];
-	char buf[512];
+	char topic[512], name[512];
 	bool ok = true;
 
 	s->p = p;
 	s->index = i;
 	if (p->partitions > 0) {
-		if (dn_partition_name(buf, sizeof(buf), p->topic, i) != 0)
+		if (dn_partition_name(topic, sizeof(topic), p->topic, i) != 0)
 			return -ENAMETOOLONG;
-		s->topic = dn_strdup(buf, &ok);
-		snprintf(buf, sizeof(buf), "%s-%u", p->name, i);
-		s->name = dn_strdup(buf, &ok);
+		snprintf(name, sizeof(name), "%s-%u", p->name, i);
 	} else {
-		s->topic = dn_strdup(p->topic, &ok);
-		s->name = dn_strdup(p->name, &ok);
+		snprintf(topic, sizeof(topic), "%s", p->topic);
+		snprintf(name, sizeof(name), "%s", p->name);
 	}
-	/* Until a lookup answers, the service URL is the best guess. */
-	s->connect_url = dn_strdup(p->c->service_url, &ok);
-	s->broker_url = dn_strdup(p->c->service_url, &ok);
+	s->name = dn_strdup(name, &ok);
 	if (!ok)
 		return -ENOMEM;
-	dc_backoff_init(&s->backoff, DN_BACKOFF_INITIAL_MS, DN_BACKOFF_MAX_MS, 0);
-	ev_timer_init(&s->retry_timer, retry_cb, 0.0, 0.0);
-	s->retry_timer.data = s;
-	ev_init(&s->health_timer, health_cb);
-	s->health_timer.repeat = DN_HEALTH_INTERVAL_S;
-	s->health_timer.data = s;
-	return 0;
+	return dn_part_init(&s->part, p->c, &p->guard, topic, false, s->name, "reconnecting",
+			    &sub_ops, s);
 }
 
 int dn_producer_new(struct dn_client *c, const struct dn_producer_opts *o, dn_ready_fn on_ready,
@@ -614,6 +462,8 @@ int dn_producer_new(struct dn_client *c, const struct dn_producer_opts *o, dn_re
 	p->arg = arg;
 	ev_timer_init(&p->flush_timer, flush_cb, 0.0, 0.0);
 	p->flush_timer.data = p;
+	p->guard.destroy = producer_destroy;
+	p->guard.owner = p;
 	p->subs = calloc(p->nsubs, sizeof(*p->subs));
 	if (!ok || p->subs == NULL)
 		err = -ENOMEM;
@@ -624,7 +474,7 @@ int dn_producer_new(struct dn_client *c, const struct dn_producer_opts *o, dn_re
 		return err;
 	}
 	for (uint32_t i = 0; i < p->nsubs; i++)
-		sub_start(&p->subs[i]);
+		dn_part_start(&p->subs[i].part);
 	*out = p;
 	return 0;
 }
@@ -679,7 +529,7 @@ int dn_producer_send(struct dn_producer *p, const void *payload, size_t len,
 	if ((payload == NULL && len > 0) || (attrs == NULL && nattrs > 0) || nattrs > 65535 ||
 	    len > UINT32_MAX)
 		return -EINVAL;
-	if (p->failed || p->closing)
+	if (p->failed || p->guard.closing)
 		return -EPIPE;
 	for (size_t i = 0; i < nattrs; i++) {
 		if (attrs[i].key == NULL || attrs[i].value == NULL)
@@ -712,9 +562,9 @@ int dn_producer_send(struct dn_producer *p, const void *payload, size_t len,
 	if (s->next_send == NULL)
 		s->next_send = e;
 	p->pending++;
-	enter(p);
+	dn_guard_enter(&p->guard);
 	sub_pump(s);
-	leave(p);
+	dn_guard_leave(&p->guard);
 	return 0;
 }
 
@@ -730,11 +580,12 @@ void dn_producer_flush(struct dn_producer *p, dn_done_fn cb, void *arg)
 	check_flush(p);
 }
 
-static void producer_destroy(struct dn_producer *p)
+static void producer_destroy(void *arg)
 {
+	struct dn_producer *p = arg;
 	struct ev_loop *loop = p->c->loop;
 
-	p->closing = true;
+	p->guard.closing = true;
 	p->flush_cb = NULL;
 	ev_timer_stop(loop, &p->flush_timer);
 	dn_op_cancel(p->schema_op);
@@ -742,18 +593,12 @@ static void producer_destroy(struct dn_producer *p)
 	for (uint32_t i = 0; p->subs != NULL && i < p->nsubs; i++) {
 		struct sub *s = &p->subs[i];
 
-		ev_timer_stop(loop, &s->retry_timer);
-		ev_timer_stop(loop, &s->health_timer);
-		dn_op_cancel(s->lookup);
 		dn_rpc_cancel(s->create);
-		dn_rpc_cancel(s->health);
+		dn_part_stop(&s->part);
 		while (s->head != NULL)
 			entry_finish(s->head, DN_CANCELLED, "the producer was closed");
-		free(s->topic);
+		dn_part_free(&s->part);
 		free(s->name);
-		free(s->connect_url);
-		free(s->broker_url);
-		free(s->proxy);
 	}
 	free(p->subs);
 	free(p->topic);
@@ -764,12 +609,6 @@ static void producer_destroy(struct dn_producer *p)
 
 void dn_producer_close(struct dn_producer *p)
 {
-	if (p == NULL)
-		return;
-	if (p->depth > 0) {
-		p->closing = true;
-		return;
-	}
-	p->depth++;
-	producer_destroy(p);
+	if (p != NULL)
+		dn_guard_close(&p->guard);
 }

@@ -1,25 +1,19 @@
 /*
- * gRPC connections: the process-wide registry, TCP and TLS on the caller's
- * libev loop, the nghttp2 session's I/O, keepalive, reconnect with backoff.
+ * gRPC sessions on the caller's libev loop: connect (resolve.c, then TCP,
+ * then tls.c), the nghttp2 session's I/O, keepalive, reconnect with backoff.
  */
 #include "h2/internal.h"
 #include "log.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/x509v3.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_MAX_MSG     (4u * 1024u * 1024u)
 #define STREAM_WINDOW       (16 * 1024 * 1024)
 #define CONN_WINDOW         (32 * 1024 * 1024)
 #define OUT_HIGH_WATER      (256 * 1024)
@@ -28,17 +22,6 @@
 #define BACKOFF_MAX_MS      10000
 #define PING_TIMEOUT_MAX_MS 5000
 #define PREPARE_ROUNDS      8
-
-static struct dc_h2_link registry = {&registry, &registry};
-static bool shutting_down;
-
-struct dc_grpc_listener {
-	struct dc_grpc_listener *prev, *next;
-	struct ev_loop *loop;
-	dc_grpc_state_fn fn;
-	void *arg;
-};
-static struct dc_grpc_listener *listeners;
 
 static bool sess_flush(struct dc_h2_sess *s, bool *progress);
 static void sess_lost(struct dc_h2_sess *s, const char *reason);
@@ -49,12 +32,6 @@ static void on_wio(struct ev_loop *loop, ev_io *w, int revents);
 static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_keepalive(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_ping_timeout(struct ev_loop *loop, ev_timer *w, int revents);
-static void resolve_abandon(struct dc_h2_resolve *r);
-
-bool dc_h2_shutting_down(void)
-{
-	return shutting_down;
-}
 
 /* A loss or failed connect, for the listeners at the end of the loop iteration. */
 static void conn_note_down(struct dc_grpc_conn *conn, const char *msg)
@@ -80,14 +57,7 @@ static void sess_stop_watchers(struct dc_h2_sess *s)
 static void sess_close_transport(struct dc_h2_sess *s)
 {
 	sess_stop_watchers(s);
-	if (s->ssl != NULL) {
-		SSL_free(s->ssl);
-		s->ssl = NULL;
-	}
-	if (s->ssl_ctx != NULL) {
-		SSL_CTX_free(s->ssl_ctx);
-		s->ssl_ctx = NULL;
-	}
+	dc_h2_tls_close(s);
 	if (s->fd >= 0) {
 		close(s->fd);
 		s->fd = -1;
@@ -119,7 +89,7 @@ static void sess_teardown(struct dc_h2_sess *s, int code, const char *msg)
 		dc_h2_call_free(c);
 	}
 	if (s->res != NULL)
-		resolve_abandon(s->res);
+		dc_h2_resolve_abandon(s->res);
 	if (s->ai_list != NULL)
 		freeaddrinfo(s->ai_list);
 	free(s->out);
@@ -185,85 +155,31 @@ static void sess_connect_failed(struct dc_h2_sess *s, const char *msg)
 /* ---------------------------------------------------------------- socket I/O
  */
 
-static void ssl_reason(char *out, size_t len, int ssl_err)
+/* A plain socket's recv() or send() result: n, -EAGAIN, or -EIO with err filled. */
+static ssize_t plain_result(ssize_t n, char *err, size_t errlen)
 {
-	unsigned long e = ERR_get_error();
-
-	if (e != 0) {
-		ERR_error_string_n(e, out, len);
-		ERR_clear_error();
-	} else if (ssl_err == SSL_ERROR_SYSCALL && errno != 0) {
-		snprintf(out, len, "%s", strerror(errno));
-	} else {
-		snprintf(out, len, "the server closed the connection");
-	}
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return -EAGAIN;
+	snprintf(err, errlen, "%s", strerror(errno));
+	return -EIO;
 }
 
 /* > 0 bytes, 0 end of stream, -EAGAIN, or -EIO with err filled. */
 static ssize_t sock_read(struct dc_h2_sess *s, uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-	ssize_t n;
-
-	if (s->ssl == NULL) {
-		n = recv(s->fd, buf, len, 0);
-		if (n >= 0)
-			return n;
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return -EAGAIN;
-		snprintf(err, errlen, "%s", strerror(errno));
-		return -EIO;
-	}
-	ERR_clear_error();
-	errno = 0;
-	int r = SSL_read(s->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
-
-	if (r > 0)
-		return r;
-	switch (SSL_get_error(s->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		return -EAGAIN;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	case SSL_ERROR_SYSCALL:
-		if (errno == 0 && ERR_peek_error() == 0)
-			return 0;
-		/* fall through */
-	default:
-		ssl_reason(err, errlen, SSL_ERROR_SYSCALL);
-		return -EIO;
-	}
+	if (s->ssl != NULL)
+		return dc_h2_tls_read(s, buf, len, err, errlen);
+	return plain_result(recv(s->fd, buf, len, 0), err, errlen);
 }
 
 static ssize_t sock_write(struct dc_h2_sess *s, const uint8_t *buf, size_t len, char *err,
 			  size_t errlen)
 {
-	ssize_t n;
-
-	if (s->ssl == NULL) {
-		n = send(s->fd, buf, len, MSG_NOSIGNAL);
-		if (n >= 0)
-			return n;
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return -EAGAIN;
-		snprintf(err, errlen, "%s", strerror(errno));
-		return -EIO;
-	}
-	ERR_clear_error();
-	errno = 0;
-	int r = SSL_write(s->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
-	int e;
-
-	if (r > 0)
-		return r;
-	e = SSL_get_error(s->ssl, r);
-	if (e == SSL_ERROR_WANT_WRITE)
-		return -EAGAIN;
-	/* Retried after the next read, which the read watcher brings. */
-	if (e == SSL_ERROR_WANT_READ)
-		return -EINPROGRESS;
-	ssl_reason(err, errlen, e);
-	return -EIO;
+	if (s->ssl != NULL)
+		return dc_h2_tls_write(s, buf, len, err, errlen);
+	return plain_result(send(s->fd, buf, len, MSG_NOSIGNAL), err, errlen);
 }
 
 static int out_append(struct dc_h2_sess *s, const uint8_t *p, size_t n)
@@ -451,104 +367,27 @@ static void sess_up(struct dc_h2_sess *s)
 	}
 }
 
-static void tls_fail(struct dc_h2_sess *s, int ssl_err)
-{
-	struct dc_grpc_conn *conn = s->conn;
-	char reason[160], msg[sizeof(conn->last_error)];
-	long vr = SSL_get_verify_result(s->ssl);
-
-	if (vr != X509_V_OK)
-		snprintf(reason, sizeof(reason), "certificate verify failed: %s",
-			 X509_verify_cert_error_string(vr));
-	else
-		ssl_reason(reason, sizeof(reason), ssl_err);
-	snprintf(msg, sizeof(msg), "TLS handshake with %s failed: %s", conn->authority, reason);
-	sess_connect_failed(s, msg);
-}
-
 static void tls_step(struct dc_h2_sess *s)
 {
 	struct ev_loop *loop = s->conn->loop;
-	const unsigned char *alpn = NULL;
-	unsigned alpn_len = 0;
-	int r, e;
+	char err[512];
 
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_connect(s->ssl);
-	if (r == 1) {
-		SSL_get0_alpn_selected(s->ssl, &alpn, &alpn_len);
-		if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
-			char msg[512];
-
-			snprintf(msg, sizeof(msg),
-				 "TLS connection to %s: the server does not speak HTTP/2 "
-				 "(ALPN h2 not selected)",
-				 s->conn->authority);
-			sess_connect_failed(s, msg);
-			return;
-		}
+	switch (dc_h2_tls_handshake(s, err, sizeof(err))) {
+	case DC_H2_TLS_DONE:
 		ev_io_stop(loop, &s->rio);
 		sess_up(s);
 		return;
-	}
-	e = SSL_get_error(s->ssl, r);
-	if (e == SSL_ERROR_WANT_READ) {
+	case DC_H2_TLS_WANT_READ:
 		ev_io_stop(loop, &s->wio);
 		ev_io_start(loop, &s->rio);
-	} else if (e == SSL_ERROR_WANT_WRITE) {
+		return;
+	case DC_H2_TLS_WANT_WRITE:
 		ev_io_stop(loop, &s->rio);
 		ev_io_start(loop, &s->wio);
-	} else {
-		tls_fail(s, e);
+		return;
+	default:
+		sess_connect_failed(s, err);
 	}
-}
-
-static int tls_start(struct dc_h2_sess *s, char *err, size_t errlen)
-{
-	struct dc_grpc_conn *conn = s->conn;
-	static const unsigned char alpn[] = {2, 'h', '2'};
-	char reason[160];
-	int ok;
-
-	ERR_clear_error();
-	s->ssl_ctx = SSL_CTX_new(TLS_client_method());
-	if (s->ssl_ctx == NULL)
-		goto ssl_error;
-	SSL_CTX_set_min_proto_version(s->ssl_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(s->ssl_ctx, SSL_VERIFY_PEER, NULL);
-	if (conn->tls_ca != NULL && conn->tls_ca[0]) {
-		if (SSL_CTX_load_verify_locations(s->ssl_ctx, conn->tls_ca, NULL) != 1) {
-			ssl_reason(reason, sizeof(reason), SSL_ERROR_SSL);
-			snprintf(err, errlen, "TLS to %s: cannot load CA file %s: %s",
-				 conn->authority, conn->tls_ca, reason);
-			return -1;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(s->ssl_ctx) != 1) {
-		goto ssl_error;
-	}
-	/* SSL_CTX_set_alpn_protos returns 0 on success. */
-	if (SSL_CTX_set_alpn_protos(s->ssl_ctx, alpn, sizeof(alpn)) != 0)
-		goto ssl_error;
-	s->ssl = SSL_new(s->ssl_ctx);
-	if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1)
-		goto ssl_error;
-	SSL_set_mode(s->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (conn->host_is_ip) {
-		ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), conn->host);
-	} else {
-		ok = SSL_set_tlsext_host_name(s->ssl, conn->host) == 1 &&
-		     SSL_set1_host(s->ssl, conn->host) == 1;
-	}
-	if (!ok)
-		goto ssl_error;
-	s->phase = DC_H2_TLS_HANDSHAKE;
-	return 0;
-
-ssl_error:
-	ssl_reason(reason, sizeof(reason), SSL_ERROR_SSL);
-	snprintf(err, errlen, "TLS to %s: %s", conn->authority, reason);
-	return -1;
 }
 
 /* The TCP connection is established: TLS or straight to HTTP/2. */
@@ -560,7 +399,7 @@ static void tcp_connected(struct dc_h2_sess *s)
 		sess_up(s);
 		return;
 	}
-	if (tls_start(s, err, sizeof(err)) != 0) {
+	if (dc_h2_tls_start(s, err, sizeof(err)) != 0) {
 		sess_connect_failed(s, err);
 		return;
 	}
@@ -659,10 +498,14 @@ static void on_ping_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	sess_lost(s, reason);
 }
 
-/* Tries ai_cur and the addresses after it; 0 when a connect is under way. */
+/*
+ * Tries ai_cur and the addresses after it: 0 when a connect is under way,
+ * else -errno of the last one tried, with err filled.
+ */
 static int sess_try_connect(struct dc_h2_sess *s, char *err, size_t errlen)
 {
 	struct dc_grpc_conn *conn = s->conn;
+	int rv = -EHOSTUNREACH;
 
 	for (; s->ai_cur != NULL; s->ai_cur = s->ai_cur->ai_next) {
 		struct addrinfo *ai = s->ai_cur;
@@ -671,8 +514,9 @@ static int sess_try_connect(struct dc_h2_sess *s, char *err, size_t errlen)
 		s->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			       ai->ai_protocol);
 		if (s->fd < 0) {
+			rv = -errno;
 			snprintf(err, errlen, "connect to %s: socket: %s", conn->authority,
-				 strerror(errno));
+				 strerror(-rv));
 			continue;
 		}
 		/* Small frames are latency; nghttp2 output is coalesced by us already. */
@@ -684,38 +528,12 @@ static int sess_try_connect(struct dc_h2_sess *s, char *err, size_t errlen)
 			ev_io_start(conn->loop, &s->wio);
 			return 0;
 		}
-		snprintf(err, errlen, "connect to %s: %s", conn->authority, strerror(errno));
+		rv = -errno;
+		snprintf(err, errlen, "connect to %s: %s", conn->authority, strerror(-rv));
 		close(s->fd);
 		s->fd = -1;
 	}
-	return -1;
-}
-
-/*
- * Name resolution without blocking the loop: glibc's getaddrinfo_a, polled
- * from a timer so no other thread ever touches a session.
- */
-struct dc_h2_resolve {
-	struct gaicb cb;
-	struct addrinfo hints;
-	char names[]; /* host, NUL, port, NUL */
-};
-
-static void resolve_abandon(struct dc_h2_resolve *r)
-{
-	const struct gaicb *list[1] = {&r->cb};
-	struct timespec wait = {2, 0};
-
-	if (gai_cancel(&r->cb) != EAI_CANCELED && gai_error(&r->cb) == EAI_INPROGRESS) {
-		/* The resolver thread still writes to r: wait for it a little ... */
-		gai_suspend(list, 1, &wait);
-		/* ... and leave it to it if it is stuck (a few bytes, at exit). */
-		if (gai_error(&r->cb) == EAI_INPROGRESS)
-			return;
-	}
-	if (r->cb.ar_result != NULL)
-		freeaddrinfo(r->cb.ar_result);
-	free(r);
+	return rv;
 }
 
 static void sess_addresses_ready(struct dc_h2_sess *s)
@@ -739,19 +557,13 @@ static void resolve_failed(struct dc_h2_sess *s, int rv)
 static void on_resolve_poll(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct dc_h2_sess *s = w->data;
-	struct dc_h2_resolve *r = s->res;
-	int rv = gai_error(&r->cb);
+	int rv = dc_h2_resolve_poll(s->res, &s->ai_list);
 
 	if (rv == EAI_INPROGRESS)
 		return;
 	ev_timer_stop(loop, w);
 	s->res = NULL;
-	s->ai_list = r->cb.ar_result;
-	free(r);
 	if (rv != 0) {
-		if (s->ai_list != NULL)
-			freeaddrinfo(s->ai_list);
-		s->ai_list = NULL;
 		resolve_failed(s, rv);
 		return;
 	}
@@ -760,31 +572,12 @@ static void on_resolve_poll(struct ev_loop *loop, ev_timer *w, int revents)
 
 static int resolve_start(struct dc_h2_sess *s)
 {
-	struct dc_grpc_conn *conn = s->conn;
-	size_t hl = strlen(conn->host), pl = strlen(conn->port);
-	struct dc_h2_resolve *r = calloc(1, sizeof(*r) + hl + pl + 2);
-	struct gaicb *list[1];
-	int rv;
+	int rv = dc_h2_resolve_start(s->conn->host, s->conn->port, &s->res);
 
-	if (r == NULL)
-		return EAI_MEMORY;
-	memcpy(r->names, conn->host, hl + 1);
-	memcpy(r->names + hl + 1, conn->port, pl + 1);
-	r->hints.ai_family = AF_UNSPEC;
-	r->hints.ai_socktype = SOCK_STREAM;
-	r->hints.ai_flags = AI_NUMERICSERV;
-	r->cb.ar_name = r->names;
-	r->cb.ar_service = r->names + hl + 1;
-	r->cb.ar_request = &r->hints;
-	list[0] = &r->cb;
-	rv = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
-	if (rv != 0) {
-		free(r);
+	if (rv != 0)
 		return rv;
-	}
-	s->res = r;
 	s->phase = DC_H2_RESOLVING;
-	ev_timer_start(conn->loop, &s->res_timer);
+	ev_timer_start(s->conn->loop, &s->res_timer);
 	return 0;
 }
 
@@ -857,36 +650,6 @@ static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
 	ev_idle_stop(loop, w);
 }
 
-static void tell_listeners(struct dc_grpc_conn *conn, bool up, const char *reason)
-{
-	for (struct dc_grpc_listener *l = listeners, *next; l != NULL; l = next) {
-		next = l->next;
-		if (l->loop == conn->loop)
-			l->fn(l->arg, conn, up, reason);
-	}
-}
-
-/*
- * What changed since the listeners last heard: each loss or failed connect
- * (a short blip within one iteration is told as down, then up), and up.
- * A graceful retirement only forgets that up was told, so the next session
- * is told again.
- */
-static void conn_tell_state(struct dc_grpc_conn *conn)
-{
-	bool up = dc_grpc_conn_is_up(conn);
-	bool lost = conn->downs != conn->downs_told;
-
-	if (!lost && up == conn->up_told)
-		return;
-	conn->downs_told = conn->downs;
-	if (lost)
-		tell_listeners(conn, false, conn->down_reason);
-	if (up && (lost || !conn->up_told))
-		tell_listeners(conn, true, "");
-	conn->up_told = up;
-}
-
 /*
  * Once per loop iteration, before it blocks: deliver deferred completions
  * and write what every session has queued, so the calls made during one
@@ -915,7 +678,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 	/* Callbacks keep adding work: come back without blocking. */
 	if (busy)
 		dc_h2_conn_kick(conn);
-	conn_tell_state(conn);
+	dc_h2_conn_tell_state(conn);
 }
 
 static void on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
@@ -927,73 +690,24 @@ static void on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
 	dc_h2_conn_activate(conn);
 }
 
-/* ---------------------------------------------------------------- registry */
-
-static int parse_url(struct dc_grpc_conn *conn, const char *url)
+void dc_h2_conn_attach(struct dc_grpc_conn *conn)
 {
-	const char *p, *end, *hs, *he, *colon = NULL;
-	struct in6_addr a6;
-	struct in_addr a4;
+	struct ev_loop *loop = conn->loop;
 
-	if (strncmp(url, "http://", 7) == 0) {
-		conn->tls = false;
-		conn->scheme = "http";
-		p = url + 7;
-	} else if (strncmp(url, "https://", 8) == 0) {
-		conn->tls = true;
-		conn->scheme = "https";
-		p = url + 8;
-	} else {
-		return -EINVAL;
-	}
-	end = p + strcspn(p, "/?#");
-	if (end == p)
-		return -EINVAL;
-	if (*p == '[') {
-		hs = p + 1;
-		he = memchr(hs, ']', (size_t)(end - hs));
-		if (he == NULL)
-			return -EINVAL;
-		if (he + 1 < end) {
-			if (he[1] != ':')
-				return -EINVAL;
-			colon = he + 1;
-		}
-	} else {
-		hs = p;
-		colon = memchr(p, ':', (size_t)(end - p));
-		he = colon ? colon : end;
-	}
-	if (he == hs)
-		return -EINVAL;
-	conn->host = strndup(hs, (size_t)(he - hs));
-	conn->authority = strndup(p, (size_t)(end - p));
-	if (colon != NULL) {
-		char *e;
-		long port = strtol(colon + 1, &e, 10);
-
-		if (e != end || port <= 0 || port > 65535)
-			return -EINVAL;
-		conn->port = strndup(colon + 1, (size_t)(end - colon - 1));
-	} else {
-		conn->port = strdup(conn->tls ? "443" : "80");
-	}
-	if (conn->host == NULL || conn->authority == NULL || conn->port == NULL)
-		return -ENOMEM;
-	conn->host_is_ip = inet_pton(AF_INET, conn->host, &a4) == 1 ||
-			   inet_pton(AF_INET6, conn->host, &a6) == 1;
-	return 0;
+	dc_backoff_init(&conn->backoff, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, 0);
+	ev_timer_init(&conn->backoff_timer, on_backoff, 0., 0.);
+	conn->backoff_timer.data = conn;
+	ev_idle_init(&conn->kick, on_kick);
+	conn->kick.data = conn;
+	ev_prepare_init(&conn->prep, on_prepare);
+	conn->prep.data = conn;
+	ev_prepare_start(loop, &conn->prep);
+	/* The flusher alone must not keep the caller's loop running. */
+	ev_unref(loop);
 }
 
-static bool same(const char *a, const char *b)
+void dc_h2_conn_detach(struct dc_grpc_conn *conn, const char *msg)
 {
-	return strcmp(a ? a : "", b ? b : "") == 0;
-}
-
-static void conn_free(struct dc_grpc_conn *conn)
-{
-	static const char msg[] = "the gRPC client is shutting down";
-
 	ev_timer_stop(conn->loop, &conn->backoff_timer);
 	ev_idle_stop(conn->loop, &conn->kick);
 	if (ev_is_active(&conn->prep)) {
@@ -1012,154 +726,4 @@ static void conn_free(struct dc_grpc_conn *conn)
 		dc_h2_call_finish(c, DC_GRPC_CANCELLED, msg);
 		dc_h2_call_free(c);
 	}
-	free(conn->url);
-	free(conn->token);
-	free(conn->tls_ca);
-	free(conn->host);
-	free(conn->port);
-	free(conn->authority);
-	free(conn->auth_value);
-	free(conn);
-}
-
-static int conn_new(struct ev_loop *loop, const struct dc_grpc_opts *opts,
-		    struct dc_grpc_conn **out)
-{
-	struct dc_grpc_conn *conn = calloc(1, sizeof(*conn));
-	int rv;
-
-	if (conn == NULL)
-		return -ENOMEM;
-	conn->loop = loop;
-	dc_h2_list_init(&conn->sessions);
-	dc_h2_list_init(&conn->waiting);
-	dc_h2_list_init(&conn->deferred);
-	conn->url = strdup(opts->url);
-	conn->token = opts->token ? strdup(opts->token) : NULL;
-	conn->tls_ca = opts->tls_ca ? strdup(opts->tls_ca) : NULL;
-	if (conn->url == NULL || (opts->token && !conn->token) || (opts->tls_ca && !conn->tls_ca)) {
-		rv = -ENOMEM;
-		goto fail;
-	}
-	rv = parse_url(conn, opts->url);
-	if (rv != 0)
-		goto fail;
-	if (opts->token != NULL && opts->token[0]) {
-		if (asprintf(&conn->auth_value, "Bearer %s", opts->token) < 0) {
-			conn->auth_value = NULL;
-			rv = -ENOMEM;
-			goto fail;
-		}
-	}
-	conn->max_msg = opts->max_msg_size ? opts->max_msg_size : DEFAULT_MAX_MSG;
-	conn->keepalive_ms = opts->keepalive_ms ? opts->keepalive_ms : 10000;
-	conn->connect_timeout_ms = opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
-	dc_backoff_init(&conn->backoff, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, 0);
-	ev_timer_init(&conn->backoff_timer, on_backoff, 0., 0.);
-	conn->backoff_timer.data = conn;
-	ev_idle_init(&conn->kick, on_kick);
-	conn->kick.data = conn;
-	ev_prepare_init(&conn->prep, on_prepare);
-	conn->prep.data = conn;
-	ev_prepare_start(loop, &conn->prep);
-	/* The flusher alone must not keep the caller's loop running. */
-	ev_unref(loop);
-	*out = conn;
-	return 0;
-
-fail:
-	conn_free(conn);
-	return rv;
-}
-
-int dc_grpc_conn_get(struct ev_loop *loop, const struct dc_grpc_opts *opts,
-		     struct dc_grpc_conn **out)
-{
-	struct dc_grpc_conn *conn;
-	struct sigaction sa;
-	int rv;
-
-	if (loop == NULL || opts == NULL || opts->url == NULL || out == NULL)
-		return -EINVAL;
-	if (shutting_down)
-		return -ESHUTDOWN;
-	for (struct dc_h2_link *l = registry.next; l != &registry; l = l->next) {
-		conn = DC_H2_CONTAINER(l, struct dc_grpc_conn, link);
-		if (conn->loop == loop && same(conn->url, opts->url) &&
-		    same(conn->token, opts->token) && same(conn->tls_ca, opts->tls_ca)) {
-			*out = conn;
-			return 0;
-		}
-	}
-	/*
-	 * OpenSSL writes to the socket with write(): a peer that went away
-	 * would kill the process with SIGPIPE unless someone ignores it.
-	 */
-	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-		signal(SIGPIPE, SIG_IGN);
-	rv = conn_new(loop, opts, &conn);
-	if (rv != 0)
-		return rv;
-	dc_h2_list_add_tail(&registry, &conn->link);
-	*out = conn;
-	return 0;
-}
-
-void dc_grpc_shutdown_all(void)
-{
-	shutting_down = true;
-	while (!dc_h2_list_empty(&registry)) {
-		struct dc_grpc_conn *conn =
-			DC_H2_CONTAINER(registry.next, struct dc_grpc_conn, link);
-
-		dc_h2_list_del(&conn->link);
-		conn_free(conn);
-	}
-	shutting_down = false;
-}
-
-int dc_grpc_conn_is_up(const struct dc_grpc_conn *conn)
-{
-	return conn != NULL && conn->sess != NULL && conn->sess->phase == DC_H2_UP;
-}
-
-const char *dc_grpc_conn_last_error(const struct dc_grpc_conn *conn)
-{
-	return conn != NULL ? conn->last_error : "";
-}
-
-int dc_grpc_state_listen(struct ev_loop *loop, dc_grpc_state_fn fn, void *arg,
-			 struct dc_grpc_listener **out)
-{
-	struct dc_grpc_listener *l;
-
-	if (out != NULL)
-		*out = NULL;
-	if (loop == NULL || fn == NULL || out == NULL)
-		return -EINVAL;
-	l = calloc(1, sizeof(*l));
-	if (l == NULL)
-		return -ENOMEM;
-	l->loop = loop;
-	l->fn = fn;
-	l->arg = arg;
-	l->next = listeners;
-	if (listeners != NULL)
-		listeners->prev = l;
-	listeners = l;
-	*out = l;
-	return 0;
-}
-
-void dc_grpc_state_unlisten(struct dc_grpc_listener *l)
-{
-	if (l == NULL)
-		return;
-	if (l->prev != NULL)
-		l->prev->next = l->next;
-	else
-		listeners = l->next;
-	if (l->next != NULL)
-		l->next->prev = l->prev;
-	free(l);
 }

@@ -33,7 +33,10 @@ enum dc_grpc_code {
 	DC_GRPC_UNAUTHENTICATED = 16,
 };
 
-/* "NOT_FOUND" etc. */
+/*
+ * The canonical name of a gRPC code, "NOT_FOUND" etc., "UNKNOWN_CODE" for
+ * one outside 0..16: the one table the whole project prints codes with.
+ */
 const char *dc_grpc_code_name(int code);
 
 struct dc_grpc_opts {

@@ -1,6 +1,7 @@
 /*
- * Private structures of the gRPC client, shared by conn.c (transport,
- * sessions, registry) and call.c (streams, headers, status).
+ * Private structures of the gRPC client, shared by registry.c (connection
+ * objects), conn.c (sessions), tls.c, resolve.c and call.c (streams,
+ * headers, status).
  */
 #ifndef DC_H2_INTERNAL_H
 #define DC_H2_INTERNAL_H
@@ -13,6 +14,7 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* An intrusive circular list; a head is a link pointing at itself when empty. */
 struct dc_h2_link {
@@ -152,6 +154,47 @@ void dc_h2_call_deliver_deferred(struct dc_grpc_call *c);
 bool dc_h2_conn_activate(struct dc_grpc_conn *conn);
 /* The ev_prepare flush must run again this iteration (work added from within it). */
 void dc_h2_conn_kick(struct dc_grpc_conn *conn);
+/* Arm a new conn's loop watchers: reconnect backoff, the per-iteration flush. */
+void dc_h2_conn_attach(struct dc_grpc_conn *conn);
+/* Stop them; every session and call ends now with CANCELLED and msg. */
+void dc_h2_conn_detach(struct dc_grpc_conn *conn, const char *msg);
+
+/* registry.c */
 bool dc_h2_shutting_down(void);
+/* Tell the state listeners what changed since they last heard (from the loop). */
+void dc_h2_conn_tell_state(struct dc_grpc_conn *conn);
+
+/* tls.c: OpenSSL on a session's connected socket. */
+enum dc_h2_tls_step {
+	DC_H2_TLS_DONE,       /* handshake complete, h2 agreed by ALPN */
+	DC_H2_TLS_WANT_READ,  /* call again when the socket is readable */
+	DC_H2_TLS_WANT_WRITE, /* call again when the socket is writable */
+	DC_H2_TLS_FAILED,     /* err says why */
+};
+/*
+ * Context and SSL for s->fd (CA, host check, ALPN h2): 0, or with err
+ * filled -EINVAL (the CA file is unusable) or -EPROTO (OpenSSL refused).
+ */
+int dc_h2_tls_start(struct dc_h2_sess *s, char *err, size_t errlen);
+enum dc_h2_tls_step dc_h2_tls_handshake(struct dc_h2_sess *s, char *err, size_t errlen);
+/* > 0 bytes, 0 end of stream, -EAGAIN, or -EIO with err filled. */
+ssize_t dc_h2_tls_read(struct dc_h2_sess *s, uint8_t *buf, size_t len, char *err, size_t errlen);
+/* > 0 bytes, -EAGAIN, -EINPROGRESS (retry after the next read), or -EIO with err filled. */
+ssize_t dc_h2_tls_write(struct dc_h2_sess *s, const uint8_t *buf, size_t len, char *err,
+			size_t errlen);
+/* Free the SSL and its context (the socket is the session's). */
+void dc_h2_tls_close(struct dc_h2_sess *s);
+
+/* resolve.c: getaddrinfo_a, polled from the loop. */
+struct dc_h2_resolve;
+/* Start resolving host:port (copied): 0 and *out, or an EAI_* code. */
+int dc_h2_resolve_start(const char *host, const char *port, struct dc_h2_resolve **out);
+/*
+ * EAI_INPROGRESS while under way; else r is freed and the result is 0 with
+ * *ai (the caller's to free) or an EAI_* code with *ai NULL.
+ */
+int dc_h2_resolve_poll(struct dc_h2_resolve *r, struct addrinfo **ai);
+/* Give up on r: freed, or left to a resolver thread that is stuck. */
+void dc_h2_resolve_abandon(struct dc_h2_resolve *r);
 
 #endif

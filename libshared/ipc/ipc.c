@@ -41,6 +41,32 @@ static const char *ipc_path(const char *url)
 	return strncmp(url, "ipc://", 6) == 0 ? url + 6 : NULL;
 }
 
+/* An nng error as -errno, the project's one error space. */
+static int nng_errno(int rv)
+{
+	static const int map[][2] = {
+		{NNG_EINTR, EINTR},           {NNG_ENOMEM, ENOMEM},
+		{NNG_EINVAL, EINVAL},         {NNG_EBUSY, EBUSY},
+		{NNG_ETIMEDOUT, ETIMEDOUT},   {NNG_ECONNREFUSED, ECONNREFUSED},
+		{NNG_ECLOSED, EBADF},         {NNG_EAGAIN, EAGAIN},
+		{NNG_ENOTSUP, ENOTSUP},       {NNG_EADDRINUSE, EADDRINUSE},
+		{NNG_ESTATE, EINVAL},         {NNG_ENOENT, ENOENT},
+		{NNG_EPROTO, EPROTO},         {NNG_EUNREACHABLE, EHOSTUNREACH},
+		{NNG_EADDRINVAL, EINVAL},     {NNG_EPERM, EPERM},
+		{NNG_EMSGSIZE, EMSGSIZE},     {NNG_ECONNABORTED, ECONNABORTED},
+		{NNG_ECONNRESET, ECONNRESET}, {NNG_ECANCELED, ECANCELED},
+		{NNG_ENOFILES, EMFILE},       {NNG_ENOSPC, ENOSPC},
+		{NNG_EEXIST, EEXIST},
+	};
+
+	if (rv & NNG_ESYSERR)
+		return -(rv & ~NNG_ESYSERR);
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (map[i][0] == rv)
+			return -map[i][1];
+	return -EIO;
+}
+
 static int encode_reply(nng_msg **out, const dcctl_Response *resp)
 {
 	size_t size;
@@ -49,14 +75,14 @@ static int encode_reply(nng_msg **out, const dcctl_Response *resp)
 	int rv;
 
 	if (!pb_get_encoded_size(&size, dcctl_Response_fields, resp))
-		return -1;
+		return -EINVAL;
 	rv = nng_msg_alloc(&msg, size);
 	if (rv != 0)
-		return -1;
+		return nng_errno(rv);
 	os = pb_ostream_from_buffer(nng_msg_body(msg), size);
 	if (!pb_encode(&os, dcctl_Response_fields, resp)) {
 		nng_msg_free(msg);
-		return -1;
+		return -EINVAL;
 	}
 	*out = msg;
 	return 0;
@@ -152,8 +178,9 @@ static int listen_on(struct dc_ipc *ipc)
 
 	/* A dead predecessor's socket file would make the bind fail with EADDRINUSE. */
 	if (path && unlink(path) < 0 && errno != ENOENT) {
-		dc_log_error("ipc: cannot remove stale socket %s: %s", path, strerror(errno));
-		return -1;
+		rv = -errno;
+		dc_log_error("ipc: cannot remove stale socket %s: %s", path, strerror(-rv));
+		return rv;
 	}
 	rv = nng_listener_create(&l, ipc->sock, ipc->url);
 	if (rv == 0 && path)
@@ -162,7 +189,7 @@ static int listen_on(struct dc_ipc *ipc)
 		rv = nng_listener_start(l, 0);
 	if (rv != 0) {
 		dc_log_error("ipc: cannot listen on %s: %s", ipc->url, nng_strerror(rv));
-		return -1;
+		return nng_errno(rv);
 	}
 	return 0;
 }
@@ -185,7 +212,7 @@ static int sock_up(struct dc_ipc *ipc)
 
 	if (rv != 0) {
 		dc_log_error("ipc: cannot open a REP socket: %s", nng_strerror(rv));
-		return -1;
+		return nng_errno(rv);
 	}
 	atomic_store(&ipc->pipes, 0);
 	rv = nng_socket_set_size(ipc->sock, NNG_OPT_RECVMAXSZ, MAX_REQUEST_BYTES);
@@ -198,11 +225,12 @@ static int sock_up(struct dc_ipc *ipc)
 	if (rv != 0) {
 		dc_log_error("ipc: cannot set up the REP socket: %s", nng_strerror(rv));
 		nng_close(ipc->sock);
-		return -1;
+		return nng_errno(rv);
 	}
-	if (listen_on(ipc) < 0) {
+	rv = listen_on(ipc);
+	if (rv < 0) {
 		nng_close(ipc->sock);
-		return -1;
+		return rv;
 	}
 	ev_io_init(&ipc->watcher, on_readable, fd, EV_READ);
 	ipc->watcher.data = ipc;
@@ -246,6 +274,7 @@ static void on_rearm(struct ev_loop *loop, ev_timer *w, int revents)
 int dc_ipc_open(struct dc_ipc **out, struct ev_loop *loop, const char *url, dc_ipc_health_fn fill)
 {
 	struct dc_ipc *ipc;
+	int rv;
 
 	*out = NULL;
 	if (!url) {
@@ -257,14 +286,15 @@ int dc_ipc_open(struct dc_ipc **out, struct ev_loop *loop, const char *url, dc_i
 	if (!ipc || !(ipc->url = strdup(url))) {
 		dc_log_error("ipc: out of memory");
 		free(ipc);
-		return -1;
+		return -ENOMEM;
 	}
 	ipc->fill = fill;
 	ipc->loop = loop;
-	if (sock_up(ipc) < 0) {
+	rv = sock_up(ipc);
+	if (rv < 0) {
 		free(ipc->url);
 		free(ipc);
-		return -1;
+		return rv;
 	}
 	ev_init(&ipc->rearm, on_rearm);
 	ipc->rearm.data = ipc;

@@ -29,7 +29,8 @@ typedef int (*dc_ipc_health_fn)(dcctl_Health *out);
  * The nng socket starts threads: block the signals the loop handles before
  * this call and unblock them afterwards in the loop thread only (libev's
  * ev_signal_start does not), so nng's threads never take them.
- * Returns 0, or -1 with the reason logged (dc_log_error).
+ * Returns 0, or -errno with the reason logged (dc_log_error): -ENOMEM,
+ * -ENOTSUP (not a URL nng serves), -ENOENT, -EADDRINUSE, ...
  */
 int dc_ipc_open(struct dc_ipc **out, struct ev_loop *loop, const char *url, dc_ipc_health_fn fill);
 

@@ -29,6 +29,7 @@ struct dc_mqtt {
 	struct dc_backoff backoff;
 	int fd;
 	bool started, connected, connecting, paused, freeing;
+	char last_error[128]; /* libmosquitto's words for the last failed request */
 };
 
 /* Clients alive: libmosquitto is initialised with the first, cleaned up with the last. */
@@ -36,6 +37,77 @@ static unsigned lib_users;
 
 static void sync_watchers(struct dc_mqtt *m);
 static void schedule_retry(struct dc_mqtt *m, const char *reason);
+
+int dc_mqtt_errno(int mosq_rc, int sys_errno)
+{
+	switch (mosq_rc) {
+	case MOSQ_ERR_SUCCESS:
+		return 0;
+	case MOSQ_ERR_NOMEM:
+		return -ENOMEM;
+	case MOSQ_ERR_INVAL:
+	case MOSQ_ERR_MALFORMED_UTF8:
+	case MOSQ_ERR_TOPIC_ALIAS_INVALID:
+		return -EINVAL;
+	case MOSQ_ERR_NO_CONN:
+		return -ENOTCONN;
+	case MOSQ_ERR_CONN_REFUSED:
+		return -ECONNREFUSED;
+	case MOSQ_ERR_NOT_FOUND:
+		return -ENOENT;
+	case MOSQ_ERR_CONN_LOST:
+		return -ECONNRESET;
+	case MOSQ_ERR_PAYLOAD_SIZE:
+	case MOSQ_ERR_OVERSIZE_PACKET:
+		return -EMSGSIZE;
+	case MOSQ_ERR_NOT_SUPPORTED:
+	case MOSQ_ERR_QOS_NOT_SUPPORTED:
+	case MOSQ_ERR_RETAIN_NOT_SUPPORTED:
+		return -ENOTSUP;
+	case MOSQ_ERR_AUTH:
+	case MOSQ_ERR_ACL_DENIED:
+		return -EACCES;
+	case MOSQ_ERR_ERRNO:
+		return sys_errno > 0 ? -sys_errno : -EIO;
+	case MOSQ_ERR_EAI:
+	case MOSQ_ERR_LOOKUP:
+		return -EHOSTUNREACH;
+	case MOSQ_ERR_KEEPALIVE:
+	case MOSQ_ERR_TIMEOUT:
+		return -ETIMEDOUT;
+	case MOSQ_ERR_PROTOCOL:
+	case MOSQ_ERR_PROXY:
+	case MOSQ_ERR_MALFORMED_PACKET:
+	case MOSQ_ERR_DUPLICATE_PROPERTY:
+		return -EPROTO;
+	case MOSQ_ERR_ALREADY_EXISTS:
+		return -EEXIST;
+	default: /* TLS, OCSP, UNKNOWN and codes newer than this table */
+		return -EIO;
+	}
+}
+
+/* libmosquitto's words for rc; call before anything can change errno. */
+static const char *mosq_words(int rc)
+{
+	return rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
+}
+
+/* What libmosquitto said, as 0 or -errno; the words are kept for dc_mqtt_last_error. */
+static int mosq_result(struct dc_mqtt *m, int rc)
+{
+	int sys_errno = errno;
+
+	if (rc == MOSQ_ERR_SUCCESS)
+		return 0;
+	snprintf(m->last_error, sizeof(m->last_error), "%s", mosq_words(rc));
+	return dc_mqtt_errno(rc, sys_errno);
+}
+
+const char *dc_mqtt_last_error(const struct dc_mqtt *m)
+{
+	return m->last_error;
+}
 
 const char *dc_mqtt_lib_version(void)
 {
@@ -146,7 +218,7 @@ static void handle_rc(struct dc_mqtt *m, int rc)
 		return;
 	}
 	/* libmosquitto usually called on_disconnect already; retry is idempotent. */
-	schedule_retry(m, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	schedule_retry(m, mosq_words(rc));
 }
 
 static void sync_watchers(struct dc_mqtt *m)
@@ -216,7 +288,7 @@ static void connect_now(struct dc_mqtt *m)
 		rc = mosquitto_reconnect_async(m->mosq);
 	m->started = true;
 	if (rc != MOSQ_ERR_SUCCESS) {
-		schedule_retry(m, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		schedule_retry(m, mosq_words(rc));
 		return;
 	}
 	sync_watchers(m);
@@ -239,29 +311,30 @@ static int set_options(struct dc_mqtt *m, char *err, size_t errlen)
 	rc = mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, o->protocol);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		snprintf(err, errlen, "protocol: %s", mosquitto_strerror(rc));
-		return -1;
+		return dc_mqtt_errno(rc, 0);
 	}
 	if (o->username || o->password) {
 		rc = mosquitto_username_pw_set(m->mosq, o->username, o->password);
 		if (rc != MOSQ_ERR_SUCCESS) {
 			snprintf(err, errlen, "username/password: %s", mosquitto_strerror(rc));
-			return -1;
+			return dc_mqtt_errno(rc, 0);
 		}
 	}
 	if (o->tls_ca || o->tls_cert || o->tls_key) {
 		if (!o->tls_ca) {
 			snprintf(err, errlen, "tls_cert and tls_key need tls_ca");
-			return -1;
+			return -EINVAL;
 		}
 		if (!o->tls_cert != !o->tls_key) {
 			snprintf(err, errlen, "tls_cert and tls_key go together");
-			return -1;
+			return -EINVAL;
 		}
 		rc = mosquitto_tls_set(m->mosq, o->tls_ca, NULL, o->tls_cert, o->tls_key, NULL);
 		if (rc != MOSQ_ERR_SUCCESS) {
-			snprintf(err, errlen, "TLS: %s",
-				 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-			return -1;
+			int sys_errno = errno;
+
+			snprintf(err, errlen, "TLS: %s", mosq_words(rc));
+			return dc_mqtt_errno(rc, sys_errno);
 		}
 	}
 	return 0;
@@ -272,15 +345,17 @@ int dc_mqtt_new(struct ev_loop *loop, const struct dc_mqtt_opts *opts,
 		size_t errlen)
 {
 	struct dc_mqtt *m;
+	int rc;
 
 	if (lib_users == 0 && mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
 		snprintf(err, errlen, "libmosquitto initialisation failed");
-		return -1;
+		return -EIO;
 	}
 	lib_users++;
 	m = calloc(1, sizeof(*m));
 	if (!m) {
 		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
 		goto fail;
 	}
 	m->loop = loop;
@@ -290,10 +365,12 @@ int dc_mqtt_new(struct ev_loop *loop, const struct dc_mqtt_opts *opts,
 	m->fd = -1;
 	m->mosq = mosquitto_new(opts->client_id, opts->clean_session, m);
 	if (!m->mosq) {
-		snprintf(err, errlen, "cannot create the MQTT client: %s", strerror(errno));
+		rc = errno > 0 ? -errno : -ENOMEM;
+		snprintf(err, errlen, "cannot create the MQTT client: %s", strerror(-rc));
 		goto fail;
 	}
-	if (set_options(m, err, errlen) != 0) {
+	rc = set_options(m, err, errlen);
+	if (rc != 0) {
 		mosquitto_destroy(m->mosq);
 		goto fail;
 	}
@@ -315,7 +392,7 @@ fail:
 	free(m);
 	if (--lib_users == 0)
 		mosquitto_lib_cleanup();
-	return -1;
+	return rc;
 }
 
 void dc_mqtt_start(struct dc_mqtt *m)
@@ -344,10 +421,10 @@ bool dc_mqtt_connected(const struct dc_mqtt *m)
 
 int dc_mqtt_subscribe(struct dc_mqtt *m, const char *filter, int qos)
 {
-	int rc = mosquitto_subscribe(m->mosq, NULL, filter, qos);
+	int rc = mosq_result(m, mosquitto_subscribe(m->mosq, NULL, filter, qos));
 
-	if (rc != MOSQ_ERR_SUCCESS)
-		return -rc;
+	if (rc != 0)
+		return rc;
 	sync_watchers(m);
 	return 0;
 }
@@ -358,10 +435,10 @@ int dc_mqtt_publish(struct dc_mqtt *m, const char *topic, const void *payload, s
 	int rc;
 
 	if (len > INT32_MAX)
-		return -MOSQ_ERR_PAYLOAD_SIZE;
-	rc = mosquitto_publish(m->mosq, mid, topic, (int)len, payload, qos, retain);
-	if (rc != MOSQ_ERR_SUCCESS)
-		return -rc;
+		return mosq_result(m, MOSQ_ERR_PAYLOAD_SIZE);
+	rc = mosq_result(m, mosquitto_publish(m->mosq, mid, topic, (int)len, payload, qos, retain));
+	if (rc != 0)
+		return rc;
 	sync_watchers(m);
 	return 0;
 }

@@ -40,7 +40,11 @@ struct dc_mqtt_cbs {
 	void (*on_publish)(void *arg, int mid);
 };
 
-/* Checks the options and creates the client; no I/O yet. Returns 0 or -1 with why in err. */
+/*
+ * Checks the options and creates the client; no I/O yet. Returns 0, or with
+ * why in err: -EINVAL (bad options, TLS files), -ENOMEM, -EIO (libmosquitto
+ * cannot initialise).
+ */
 int dc_mqtt_new(struct ev_loop *loop, const struct dc_mqtt_opts *opts,
 		const struct dc_mqtt_cbs *cbs, void *arg, struct dc_mqtt **out, char *err,
 		size_t errlen);
@@ -50,10 +54,21 @@ void dc_mqtt_start(struct dc_mqtt *m);
 void dc_mqtt_pause(struct dc_mqtt *m);
 void dc_mqtt_resume(struct dc_mqtt *m);
 bool dc_mqtt_connected(const struct dc_mqtt *m);
-/* Returns 0, or a negative libmosquitto error (MOSQ_ERR_*, negated). */
+/*
+ * Return 0 or -errno (dc_mqtt_errno): -ENOTCONN while not connected (QoS > 0
+ * publishes are still queued), -ENOMEM, -EINVAL, -EMSGSIZE, ...;
+ * dc_mqtt_last_error says what libmosquitto said.
+ */
 int dc_mqtt_subscribe(struct dc_mqtt *m, const char *filter, int qos);
 int dc_mqtt_publish(struct dc_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
 		    bool retain, int *mid);
+/* libmosquitto's words for the last failed subscribe or publish, for logs. */
+const char *dc_mqtt_last_error(const struct dc_mqtt *m);
+/*
+ * A libmosquitto result (MOSQ_ERR_*) as 0 or -errno; sys_errno is errno
+ * as it was after the call, used for MOSQ_ERR_ERRNO.
+ */
+int dc_mqtt_errno(int mosq_rc, int sys_errno);
 /* Disconnects, stops every watcher and frees. */
 void dc_mqtt_free(struct dc_mqtt *m);
 

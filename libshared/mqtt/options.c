@@ -1,4 +1,5 @@
 /* The shared [mqtt] connection keys of source-mqtt and sink-mqtt. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -74,7 +75,7 @@ int dc_mqtt_opts_load(struct dc_mqtt_opts *o, const struct dc_config *cfg, const
 	o->backoff_max_ms = (uint64_t)dc_config_int(cfg, M, "reconnect_backoff_max_ms");
 	if (o->backoff_max_ms < o->backoff_initial_ms)
 		o->backoff_max_ms = o->backoff_initial_ms;
-	return bad ? -1 : 0;
+	return bad ? -EINVAL : 0;
 }
 
 int dc_mqtt_new_for(const struct dc_config *cfg, struct ev_loop *loop,
@@ -83,9 +84,9 @@ int dc_mqtt_new_for(const struct dc_config *cfg, struct ev_loop *loop,
 {
 	const char *where = dc_config_section_where(cfg, M);
 	char err[256];
+	int rc = dc_mqtt_new(loop, opts, cbs, arg, out, err, sizeof(err));
 
-	if (dc_mqtt_new(loop, opts, cbs, arg, out, err, sizeof(err)) == 0)
-		return 0;
-	dc_diag_add(diag, "%s: %s", where ? where : "[" M "]", err);
-	return -1;
+	if (rc != 0)
+		dc_diag_add(diag, "%s: %s", where ? where : "[" M "]", err);
+	return rc;
 }

@@ -17,14 +17,14 @@ extern const struct dc_cfg_table dc_mqtt_conn_table; /* the same, for a connecto
 
 /*
  * Fills o from cfg ([mqtt]); the default client_id is "danube-connect-NAME",
- * kept in id_buf. Problems go to diag with their place. Returns 0 or -1.
+ * kept in id_buf. Problems go to diag with their place. Returns 0 or -EINVAL.
  */
 int dc_mqtt_opts_load(struct dc_mqtt_opts *o, const struct dc_config *cfg, const char *name,
 		      char *id_buf, size_t id_len, struct dc_diag *diag);
 
 /*
  * dc_mqtt_new for a connector's open(): why it failed goes to diag at the
- * place of the [mqtt] section. Returns 0 or -1.
+ * place of the [mqtt] section. Returns 0 or dc_mqtt_new's -errno.
  */
 int dc_mqtt_new_for(const struct dc_config *cfg, struct ev_loop *loop,
 		    const struct dc_mqtt_opts *opts, const struct dc_mqtt_cbs *cbs, void *arg,

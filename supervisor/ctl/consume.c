@@ -4,9 +4,9 @@
  */
 #include "ctl.h"
 #include "danube_cli.h"
+#include "exit_codes.h"
 
 #include "danube/client.h"
-#include "h2/grpc.h"
 #include "log.h"
 
 #include <ev.h>
@@ -50,7 +50,7 @@ static void finish(struct consume *co, int status)
 static void maybe_done(struct consume *co)
 {
 	if (co->limit > 0 && co->printed >= co->limit && co->pending_acks == 0)
-		finish(co, 0);
+		finish(co, DC_EXIT_OK);
 }
 
 static void on_acked(void *arg, int code, const char *error)
@@ -84,7 +84,7 @@ static void on_message(void *arg, struct dn_message *m)
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "danube-connectctl: writing standard output: %m\n");
 		dn_message_free(m);
-		finish(co, 1);
+		finish(co, DC_EXIT_FAILURE);
 		return;
 	}
 	co->printed++;
@@ -133,7 +133,7 @@ static void on_gap(void *arg, const char *topic, uint64_t expected, uint64_t got
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	finish(w->data, 0);
+	finish(w->data, DC_EXIT_OK);
 }
 
 static int parse_type(const char *s, enum dn_sub_type *out)
@@ -197,7 +197,7 @@ int ctl_consume(int argc, char **argv)
 					"danube-connectctl: -n wants a positive count, not "
 					"'%s'\n",
 					optarg);
-				return 64;
+				return DC_EXIT_USAGE;
 			}
 			break;
 		case 'c':
@@ -209,7 +209,7 @@ int ctl_consume(int argc, char **argv)
 					"danube-connectctl: --type is exclusive, shared, "
 					"failover or key_shared, not '%s'\n",
 					optarg);
-				return 64;
+				return DC_EXIT_USAGE;
 			}
 			break;
 		case 'A':
@@ -218,7 +218,7 @@ int ctl_consume(int argc, char **argv)
 		case 'N':
 			if (optarg[0] == '\0') {
 				fprintf(stderr, "danube-connectctl: --name wants a name\n");
-				return 64;
+				return DC_EXIT_USAGE;
 			}
 			cname = optarg;
 			break;
@@ -233,10 +233,10 @@ int ctl_consume(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return DC_EXIT_OK;
 		default:
 			usage(stderr);
-			return 64;
+			return DC_EXIT_USAGE;
 		}
 	}
 	if (optind < argc || co.topic == NULL) {
@@ -246,10 +246,10 @@ int ctl_consume(int argc, char **argv)
 			fprintf(stderr, "danube-connectctl: unexpected argument '%s'\n",
 				argv[optind]);
 		usage(stderr);
-		return 64;
+		return DC_EXIT_USAGE;
 	}
 	if (ctl_danube_defaults(&copts, conf) != 0)
-		return 1;
+		return DC_EXIT_FAILURE;
 	dc_log_open("danube-connectctl", LOG_USER, false, true);
 	dc_log_set_level(DC_LOG_WARN);
 
@@ -263,7 +263,7 @@ int ctl_consume(int argc, char **argv)
 	rc = dn_client_new(co.loop, &copts, &client);
 	if (rc != 0) {
 		fprintf(stderr, "danube-connectctl: cannot create the client: %s\n", strerror(-rc));
-		co.status = 1;
+		co.status = DC_EXIT_FAILURE;
 		goto out;
 	}
 	/*
@@ -284,18 +284,18 @@ int ctl_consume(int argc, char **argv)
 	if (rc != 0) {
 		fprintf(stderr, "danube-connectctl: topic %s: cannot create the consumer: %s\n",
 			co.topic, strerror(-rc));
-		co.status = rc == -EINVAL ? 64 : 1;
+		co.status = rc == -EINVAL ? DC_EXIT_USAGE : DC_EXIT_FAILURE;
 		goto out;
 	}
 	ev_run(co.loop, 0);
 	if (co.status < 0)
-		co.status = 1;
+		co.status = DC_EXIT_FAILURE;
 out:
 	ev_signal_stop(co.loop, &sigint_w);
 	ev_signal_stop(co.loop, &sigterm_w);
 	dn_consumer_close(co.cons);
 	dn_client_free(client);
-	dc_grpc_shutdown_all();
+	dn_shutdown();
 	ctl_danube_defaults_free();
 	return co.status;
 }

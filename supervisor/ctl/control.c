@@ -47,7 +47,7 @@ static int unreachable(const char *url, int rv)
 	fprintf(stderr,
 		"danube-connectctl: cannot reach danube-connectd at %s: %s (is it running?)\n", url,
 		why);
-	return CTL_EXIT_UNAVAILABLE;
+	return DC_EXIT_UNAVAILABLE;
 }
 
 int ctl_call(const char *url, dcctl_Op op, const char *name, dcctl_Response *resp)
@@ -63,7 +63,7 @@ int ctl_call(const char *url, dcctl_Op op, const char *name, dcctl_Response *res
 	rv = nng_req0_open(&s);
 	if (rv != 0) {
 		fprintf(stderr, "danube-connectctl: nng: %s\n", nng_strerror(rv));
-		return CTL_EXIT_FAILURE;
+		return DC_EXIT_FAILURE;
 	}
 	/* A resend could run a restart twice: one request, one answer or a timeout. */
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
@@ -74,7 +74,7 @@ int ctl_call(const char *url, dcctl_Op op, const char *name, dcctl_Response *res
 		fprintf(stderr, "danube-connectctl: bad socket URL '%s': %s\n", url,
 			nng_strerror(rv));
 		nng_close(s);
-		return CTL_EXIT_USAGE;
+		return DC_EXIT_USAGE;
 	}
 	if (rv != 0) {
 		nng_close(s);
@@ -83,7 +83,7 @@ int ctl_call(const char *url, dcctl_Op op, const char *name, dcctl_Response *res
 	if (encode_request(&msg, &req) < 0) {
 		fprintf(stderr, "danube-connectctl: cannot encode the request\n");
 		nng_close(s);
-		return CTL_EXIT_FAILURE;
+		return DC_EXIT_FAILURE;
 	}
 	rv = nng_sendmsg(s, msg, 0);
 	if (rv != 0) {
@@ -97,7 +97,7 @@ int ctl_call(const char *url, dcctl_Op op, const char *name, dcctl_Response *res
 		fprintf(stderr,
 			"danube-connectctl: danube-connectd at %s did not answer within %d s\n",
 			url, CALL_TIMEOUT_MS / 1000);
-		return CTL_EXIT_UNAVAILABLE;
+		return DC_EXIT_UNAVAILABLE;
 	}
 	if (rv != 0)
 		return unreachable(url, rv);
@@ -106,7 +106,7 @@ int ctl_call(const char *url, dcctl_Op op, const char *name, dcctl_Response *res
 		nng_msg_free(msg);
 		pb_release(dcctl_Response_fields, resp);
 		fprintf(stderr, "danube-connectctl: undecodable answer from danube-connectd\n");
-		return CTL_EXIT_FAILURE;
+		return DC_EXIT_FAILURE;
 	}
 	nng_msg_free(msg);
 	return ctl_check(resp, name);
@@ -128,17 +128,17 @@ int ctl_check(const dcctl_Response *resp, const char *name)
 				"control "
 				"protocol version %u, this client speaks %d\n",
 				(unsigned)resp->version, dcctl_Version_VERSION_CURRENT);
-		return CTL_EXIT_FAILURE;
+		return DC_EXIT_FAILURE;
 	case dcctl_Code_CODE_UNKNOWN_CONNECTOR:
 		if (err)
 			fprintf(stderr, "danube-connectctl: %s\n", err);
 		else
 			fprintf(stderr, "danube-connectctl: no connector named %s\n",
 				name ? name : "(none)");
-		return CTL_EXIT_FAILURE;
+		return DC_EXIT_FAILURE;
 	default:
 		fprintf(stderr, "danube-connectctl: %s\n", err ? err : "request failed");
-		return CTL_EXIT_FAILURE;
+		return DC_EXIT_FAILURE;
 	}
 }
 
@@ -209,7 +209,7 @@ static int wait_for(const char *url, const char *name, const char *want, unsigne
 				fprintf(stderr, "danube-connectctl: %s is %s after %u s, not %s",
 					name, st, seconds, want);
 			fprintf(stderr, "%s%s\n", last_error[0] ? ": " : "", last_error);
-			return CTL_EXIT_FAILURE;
+			return DC_EXIT_FAILURE;
 		}
 		nanosleep(&pause, NULL);
 	}
@@ -296,7 +296,7 @@ static int simple(int argc, char **argv, const char *url, dcctl_Op op)
 	pb_release(dcctl_Response_fields, &resp);
 	if (rc == 0 && fflush(stdout) != 0) {
 		perror("danube-connectctl: stdout");
-		rc = CTL_EXIT_FAILURE;
+		rc = DC_EXIT_FAILURE;
 	}
 	return rc;
 }

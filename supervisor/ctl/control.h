@@ -7,10 +7,7 @@
 
 #include "control.pb.h"
 #include "ctl.h"
-
-#define CTL_EXIT_FAILURE     1
-#define CTL_EXIT_USAGE       64
-#define CTL_EXIT_UNAVAILABLE 69
+#include "exit_codes.h"
 
 #define CTL_DEFAULT_SOCKET "ipc:///run/danube-connect/control.sock"
 

@@ -1,5 +1,6 @@
 /* Broker defaults for `produce` and `consume`, from the global configuration file. */
 #include "danube_cli.h"
+#include "exit_codes.h"
 
 #include "config.h"
 #include "danube/client.h"
@@ -44,7 +45,7 @@ int ctl_danube_defaults(struct dn_client_opts *o, const char *conf_path)
 		conf_path = DEFAULT_GLOBAL_FILE;
 	if (conf_path != NULL && access(conf_path, R_OK) != 0) {
 		fprintf(stderr, "danube-connectctl: cannot read %s: %m\n", conf_path);
-		return 1;
+		return DC_EXIT_FAILURE;
 	}
 	src.global_file = conf_path;
 	dc_diag_init(&diag);
@@ -54,7 +55,7 @@ int ctl_danube_defaults(struct dn_client_opts *o, const char *conf_path)
 		if (diag.n == 0)
 			fprintf(stderr, "danube-connectctl: cannot load the configuration\n");
 		dc_diag_free(&diag);
-		return 1;
+		return DC_EXIT_FAILURE;
 	}
 	dc_diag_free(&diag);
 	if (o->service_url == NULL)
@@ -76,5 +77,6 @@ void ctl_danube_defaults_free(void)
 
 int ctl_danube_exit_code(int code)
 {
-	return code == DN_UNAVAILABLE || code == DN_DEADLINE_EXCEEDED ? 69 : 1;
+	return code == DN_UNAVAILABLE || code == DN_DEADLINE_EXCEEDED ? DC_EXIT_UNAVAILABLE
+								      : DC_EXIT_FAILURE;
 }

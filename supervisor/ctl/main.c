@@ -44,7 +44,7 @@ int ctl_usage_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputs(" (try 'danube-connectctl --help')\n", stderr);
-	return CTL_EXIT_USAGE;
+	return DC_EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -75,10 +75,10 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return DC_EXIT_OK;
 		case 'V':
 			printf("danube-connectctl %s\n", DC_VERSION);
-			return 0;
+			return DC_EXIT_OK;
 		default:
 			return ctl_usage_error("bad option");
 		}
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
 		return ctl_consume(argc, argv);
 	if (strcmp(argv[0], "help") == 0) {
 		usage(stdout);
-		return 0;
+		return DC_EXIT_OK;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(argv[0], commands[i].name) == 0)

@@ -4,9 +4,9 @@
  */
 #include "ctl.h"
 #include "danube_cli.h"
+#include "exit_codes.h"
 
 #include "danube/client.h"
-#include "h2/grpc.h"
 #include "log.h"
 
 #include <ev.h>
@@ -62,7 +62,7 @@ static void maybe_done(struct produce *pr)
 {
 	if (pr->eof && pr->acked == pr->sent && pr->status < 0) {
 		fprintf(stderr, "produced %llu messages to %s\n", pr->acked, pr->topic);
-		finish(pr, 0);
+		finish(pr, DC_EXIT_OK);
 	}
 }
 
@@ -118,14 +118,14 @@ static int send_one(struct produce *pr, const char *data, size_t len)
 			"danube-connectctl: topic %s: a message of %zu bytes is larger than the "
 			"message size limit (RESOURCE_EXHAUSTED)\n",
 			pr->topic, len);
-		finish(pr, 1);
+		finish(pr, DC_EXIT_FAILURE);
 		return -1;
 	}
 	if (rc != 0) {
 		/* -EPIPE: the producer failed, and on_error has said why. */
 		if (rc != -EPIPE)
 			fprintf(stderr, "danube-connectctl: cannot send: %s\n", strerror(-rc));
-		finish(pr, 1);
+		finish(pr, DC_EXIT_FAILURE);
 		return -1;
 	}
 	pr->sent++;
@@ -162,7 +162,7 @@ static void read_input(struct produce *pr)
 
 		if (nb == NULL) {
 			fprintf(stderr, "danube-connectctl: out of memory\n");
-			finish(pr, 1);
+			finish(pr, DC_EXIT_FAILURE);
 			return;
 		}
 		pr->line = nb;
@@ -173,7 +173,7 @@ static void read_input(struct produce *pr)
 		if (errno == EINTR || errno == EAGAIN)
 			return;
 		fprintf(stderr, "danube-connectctl: reading standard input: %m\n");
-		finish(pr, 1);
+		finish(pr, DC_EXIT_FAILURE);
 		return;
 	}
 	if (n == 0) {
@@ -275,7 +275,7 @@ int ctl_produce(int argc, char **argv)
 		case 'a':
 			if (parse_attr(&pr, optarg) != 0) {
 				free(pr.attrs);
-				return 64;
+				return DC_EXIT_USAGE;
 			}
 			break;
 		case 'k':
@@ -285,7 +285,7 @@ int ctl_produce(int argc, char **argv)
 			if (message != NULL) {
 				fprintf(stderr, "danube-connectctl: -m may be given once\n");
 				free(pr.attrs);
-				return 64;
+				return DC_EXIT_USAGE;
 			}
 			message = optarg;
 			break;
@@ -302,7 +302,7 @@ int ctl_produce(int argc, char **argv)
 					"not '%s'\n",
 					optarg);
 				free(pr.attrs);
-				return 64;
+				return DC_EXIT_USAGE;
 			}
 			break;
 		case 'T':
@@ -314,11 +314,11 @@ int ctl_produce(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			free(pr.attrs);
-			return 0;
+			return DC_EXIT_OK;
 		default:
 			usage(stderr);
 			free(pr.attrs);
-			return 64;
+			return DC_EXIT_USAGE;
 		}
 	}
 	if (optind < argc || pr.topic == NULL) {
@@ -329,11 +329,11 @@ int ctl_produce(int argc, char **argv)
 				argv[optind]);
 		usage(stderr);
 		free(pr.attrs);
-		return 64;
+		return DC_EXIT_USAGE;
 	}
 	if (ctl_danube_defaults(&copts, conf) != 0) {
 		free(pr.attrs);
-		return 1;
+		return DC_EXIT_FAILURE;
 	}
 	dc_log_open("danube-connectctl", LOG_USER, false, true);
 	/* Retries are not news here: the exit status and its one line are. */
@@ -343,7 +343,7 @@ int ctl_produce(int argc, char **argv)
 	rc = dn_client_new(pr.loop, &copts, &client);
 	if (rc != 0) {
 		fprintf(stderr, "danube-connectctl: cannot create the client: %s\n", strerror(-rc));
-		pr.status = 1;
+		pr.status = DC_EXIT_FAILURE;
 		goto out;
 	}
 	if (gethostname(host, sizeof(host)) != 0)
@@ -360,7 +360,7 @@ int ctl_produce(int argc, char **argv)
 	if (rc != 0) {
 		fprintf(stderr, "danube-connectctl: topic %s: cannot create the producer: %s\n",
 			pr.topic, strerror(-rc));
-		pr.status = rc == -EINVAL ? 64 : 1;
+		pr.status = rc == -EINVAL ? DC_EXIT_USAGE : DC_EXIT_FAILURE;
 		goto out;
 	}
 	if (message != NULL) {
@@ -379,13 +379,13 @@ int ctl_produce(int argc, char **argv)
 	if (pr.status < 0) {
 		fprintf(stderr, "danube-connectctl: stopped before every message was "
 				"acknowledged\n");
-		pr.status = 1;
+		pr.status = DC_EXIT_FAILURE;
 	}
 out:
 	input_stop(&pr);
 	dn_producer_close(pr.prod);
 	dn_client_free(client);
-	dc_grpc_shutdown_all();
+	dn_shutdown();
 	ctl_danube_defaults_free();
 	free(pr.line);
 	free(pr.attrs);

@@ -192,7 +192,7 @@ int ctl_status(int argc, char **argv, const char *socket_url)
 			print_table(&resp);
 		if (fflush(stdout) != 0) {
 			perror("danube-connectctl: stdout");
-			rc = CTL_EXIT_FAILURE;
+			rc = DC_EXIT_FAILURE;
 		}
 	}
 	pb_release(dcctl_Response_fields, &resp);

@@ -7,8 +7,8 @@ START_TEST(codes_have_names_never_numbers)
 	ck_assert_str_eq(dn_code_name(DN_OK), "OK");
 	ck_assert_str_eq(dn_code_name(DN_FAILED_PRECONDITION), "FAILED_PRECONDITION");
 	ck_assert_str_eq(dn_code_name(DN_UNAUTHENTICATED), "UNAUTHENTICATED");
-	ck_assert_str_eq(dn_code_name(17), "UNKNOWN_STATUS");
-	ck_assert_str_eq(dn_code_name(-1), "UNKNOWN_STATUS");
+	ck_assert_str_eq(dn_code_name(17), "UNKNOWN_CODE");
+	ck_assert_str_eq(dn_code_name(-1), "UNKNOWN_CODE");
 }
 END_TEST
 

@@ -3,6 +3,7 @@
  * de-framer across arbitrary splits, limits, percent-decoding, code names.
  */
 #include "harness.h"
+#include "danube/client.h"
 #include "h2/grpc.h"
 
 #include <errno.h>
@@ -198,6 +199,38 @@ START_TEST(percent_decoding_of_grpc_message)
 }
 END_TEST
 
+START_TEST(every_code_has_its_canonical_name)
+{
+	static const char *const names[] = {
+		"OK",
+		"CANCELLED",
+		"UNKNOWN",
+		"INVALID_ARGUMENT",
+		"DEADLINE_EXCEEDED",
+		"NOT_FOUND",
+		"ALREADY_EXISTS",
+		"PERMISSION_DENIED",
+		"RESOURCE_EXHAUSTED",
+		"FAILED_PRECONDITION",
+		"ABORTED",
+		"OUT_OF_RANGE",
+		"UNIMPLEMENTED",
+		"INTERNAL",
+		"UNAVAILABLE",
+		"DATA_LOSS",
+		"UNAUTHENTICATED",
+	};
+
+	ck_assert_uint_eq(sizeof(names) / sizeof(names[0]), DC_GRPC_UNAUTHENTICATED + 1);
+	for (int code = 0; code <= DC_GRPC_UNAUTHENTICATED; code++) {
+		ck_assert_str_eq(dc_grpc_code_name(code), names[code]);
+		/* The Danube client's names are the same table. */
+		ck_assert_ptr_eq(dn_code_name(code), dc_grpc_code_name(code));
+	}
+	ck_assert_str_eq(dn_code_name(17), dc_grpc_code_name(17));
+}
+END_TEST
+
 START_TEST(code_names_and_status_mappings)
 {
 	ck_assert_str_eq(dc_grpc_code_name(DC_GRPC_OK), "OK");
@@ -232,6 +265,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("frame");
 
 	tcase_add_test(tc, frame_header_is_uncompressed_big_endian_length);
+	tcase_add_test(tc, every_code_has_its_canonical_name);
 	tcase_add_test(tc, deframer_emits_several_messages_from_one_chunk);
 	tcase_add_test(tc, deframer_handles_byte_by_byte_input);
 	tcase_add_test(tc, deframer_handles_every_two_and_three_way_split);

@@ -421,10 +421,10 @@ START_TEST(env_url_is_used_and_bad_url_fails)
 	ck_assert_int_eq(resp.code, dcctl_Code_CODE_OK);
 	pb_release(dcctl_Response_fields, &resp);
 
-	ck_assert_int_eq(dc_ipc_open(&ipc, f.loop, "bogus://nowhere", dc_health_fill), -1);
+	ck_assert_int_eq(dc_ipc_open(&ipc, f.loop, "bogus://nowhere", dc_health_fill), -ENOTSUP);
 	ck_assert_ptr_null(ipc);
 	ck_assert_int_eq(dc_ipc_open(&ipc, f.loop, "ipc:///nonexistent-dir/x.sock", dc_health_fill),
-			 -1);
+			 -ENOENT);
 	fixture_close(&f);
 }
 END_TEST

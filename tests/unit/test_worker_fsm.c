@@ -2,6 +2,10 @@
 #include "harness.h"
 
 #include "../../supervisor/worker_fsm.h"
+#include "exit_codes.h"
+
+#include <signal.h>
+#include <sys/wait.h>
 
 static const struct dc_fsm_ctx calm = {.restarts_in_window = 0, .intensity = 5};
 
@@ -192,6 +196,26 @@ START_TEST(every_state_and_event_has_a_name_and_no_state_leaks)
 }
 END_TEST
 
+/* Wait statuses as waitpid() reports them (the encoding Linux uses). */
+static int exited(int code)
+{
+	return (code & 0xff) << 8;
+}
+
+START_TEST(exit_status_decides_the_event)
+{
+	ck_assert(WIFEXITED(exited(DC_EXIT_CONFIG)));
+	ck_assert_int_eq(WEXITSTATUS(exited(DC_EXIT_CONFIG)), DC_EXIT_CONFIG);
+	ck_assert_int_eq(dc_wevent_for_status(exited(DC_EXIT_OK)), DC_EV_EXIT_OK);
+	ck_assert_int_eq(dc_wevent_for_status(exited(DC_EXIT_CONFIG)), DC_EV_EXIT_CONFIG);
+	ck_assert_int_eq(dc_wevent_for_status(exited(DC_EXIT_FAILURE)), DC_EV_EXIT_CRASH);
+	ck_assert_int_eq(dc_wevent_for_status(exited(DC_EXIT_USAGE)), DC_EV_EXIT_CRASH);
+	ck_assert_int_eq(dc_wevent_for_status(exited(DC_EXIT_EXEC)), DC_EV_EXIT_CRASH);
+	ck_assert_int_eq(dc_wevent_for_status(SIGKILL), DC_EV_EXIT_CRASH);
+	ck_assert_int_eq(dc_wevent_for_status(SIGTERM), DC_EV_EXIT_CRASH);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("worker_fsm");
@@ -203,6 +227,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, crash_beyond_intensity_fails);
 	tcase_add_test(tc, exit_78_fails_without_restart);
 	tcase_add_test(tc, exit_0_is_stopped_without_restart);
+	tcase_add_test(tc, exit_status_decides_the_event);
 	tcase_add_test(tc, start_revives_failed);
 	tcase_add_test(tc, hung_kills_and_crash_follows);
 	tcase_add_test(tc, stop_terms_then_kills_on_timeout);

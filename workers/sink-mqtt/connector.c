@@ -3,6 +3,7 @@
  * broker confirmed it (PUBACK for QoS 1, PUBCOMP for QoS 2), so the runtime
  * acknowledges the Danube message only then.
  */
+#include <errno.h>
 #include <ev.h>
 #include <mosquitto.h>
 #include <stdio.h>
@@ -63,18 +64,18 @@ static void publish_batch(struct skmq *s)
 				     s->cfg.qos, s->cfg.retain, &s->mids[i]);
 		free(topic);
 		/* Without a connection libmosquitto keeps QoS 1/2 messages and sends them later. */
-		if (rc == 0 || (rc == -MOSQ_ERR_NO_CONN && s->cfg.qos > 0))
+		if (rc == 0 || (rc == -ENOTCONN && s->cfg.qos > 0))
 			continue;
 		if (s->pending[i]) {
 			s->pending[i] = false;
 			s->npending--;
 		}
-		if (rc == -MOSQ_ERR_NO_CONN || rc == -MOSQ_ERR_NOMEM)
+		if (rc == -ENOTCONN || rc == -ENOMEM)
 			dc_rt_set_result(r, DC_WRITE_RETRY, "external", "MQTT publish: %s",
-					 mosquitto_strerror(-rc));
+					 dc_mqtt_last_error(s->mqtt));
 		else
 			dc_rt_set_result(r, DC_WRITE_FATAL, "invalid_data", "MQTT publish: %s",
-					 mosquitto_strerror(-rc));
+					 dc_mqtt_last_error(s->mqtt));
 	}
 	s->publishing = false;
 	if (s->npending == 0) {

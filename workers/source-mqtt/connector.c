@@ -88,7 +88,7 @@ static void on_connect(void *arg)
 		rc = dc_mqtt_subscribe(s->mqtt, s->cfg.routes[i].filter, s->cfg.routes[i].qos);
 		if (rc != 0)
 			dc_rt_report_error(s->rt, "", "external", "cannot subscribe to %s: %s",
-					   s->cfg.routes[i].filter, mosquitto_strerror(-rc));
+					   s->cfg.routes[i].filter, dc_mqtt_last_error(s->mqtt));
 	}
 	dc_rt_external_up(s->rt);
 }
