@@ -16,18 +16,20 @@
 static const char *const qos_choices[] = {"0", "1", "2", NULL};
 
 /* A connector's own keys, as a worker would declare them. */
+/* clang-format off */
 static const struct dc_cfg_key own_keys[] = {
-	{"mqtt", "host", DC_CFG_STRING, "localhost", 0, 0, 0, NULL, NULL},
-	{"mqtt", "port", DC_CFG_INT, "1883", 0, 1, 65535, NULL, NULL},
-	{"mqtt", "password", DC_CFG_STRING, NULL, DC_CFG_SECRET, 0, 0, NULL, NULL},
-	{"mqtt", "pin", DC_CFG_INT, NULL, DC_CFG_SECRET, 1, 9999, NULL, NULL},
-	{"mqtt", "keepalive_s", DC_CFG_INT, "60", 0, 1, 3600, NULL, NULL},
-	{"mqtt", "clean_session", DC_CFG_BOOL, "true", 0, 0, 0, NULL, NULL},
-	{"route", "mqtt_topic", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
-	{"route", "qos", DC_CFG_ENUM, "1", 0, 0, 0, qos_choices, NULL},
-	{"route", "max_qos", DC_CFG_INT, NULL, 0, 0, 0, NULL, NULL},
-	{"route", "danube_topic", DC_CFG_STRING, NULL, DC_CFG_REQUIRED, 0, 0, NULL, NULL},
+	{.section = "mqtt", .key = "host", .type = DC_CFG_STRING, .def = "localhost"},
+	{.section = "mqtt", .key = "port", .type = DC_CFG_INT, .def = "1883", .min = 1, .max = 65535},
+	{.section = "mqtt", .key = "password", .type = DC_CFG_STRING, .flags = DC_CFG_SECRET},
+	{.section = "mqtt", .key = "pin", .type = DC_CFG_INT, .flags = DC_CFG_SECRET, .min = 1, .max = 9999},
+	{.section = "mqtt", .key = "keepalive_s", .type = DC_CFG_INT, .def = "60", .min = 1, .max = 3600},
+	{.section = "mqtt", .key = "clean_session", .type = DC_CFG_BOOL, .def = "true"},
+	{.section = "route", .key = "mqtt_topic", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
+	{.section = "route", .key = "qos", .type = DC_CFG_ENUM, .def = "1", .choices = qos_choices},
+	{.section = "route", .key = "max_qos", .type = DC_CFG_INT},
+	{.section = "route", .key = "danube_topic", .type = DC_CFG_STRING, .flags = DC_CFG_REQUIRED},
 };
+/* clang-format on */
 
 static struct dc_cfg_key *keys;
 static size_t nkeys;
@@ -1019,8 +1021,8 @@ END_TEST
 START_TEST(key_tables_are_checked)
 {
 	static const struct dc_cfg_key bad[] = {
-		{"runtime", "batch_size", DC_CFG_INT, "5", 0, 0, 0, NULL, NULL},
-		{"x", "n", DC_CFG_INT, "ten", 0, 0, 0, NULL, NULL},
+		{.section = "runtime", .key = "batch_size", .type = DC_CFG_INT, .def = "5"},
+		{.section = "x", .key = "n", .type = DC_CFG_INT, .def = "ten"},
 	};
 	struct dc_cfg_key *k;
 	size_t n;
