@@ -238,7 +238,8 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJS)
 
 $(BUILD)/fuzz/bin/%: $(BUILD)/fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
-	$(call quiet,LD,$@)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+	$(call quiet,LD,$@)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+	    $(filter-out $(FUZZ_LIB),$^) $(FUZZ_LIB) $(LIBS)
 
 # $(1): libFuzzer options. Output goes to a log, shown only on failure.
 run-fuzzers = $(foreach f,$(FUZZ_BINS),echo "=== $(notdir $(f))" && \
